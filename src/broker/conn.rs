@@ -1,0 +1,217 @@
+//! One WebSocket connection: the hello deadline, the reader loop, and the writer task that
+//! drains a bounded queue of pre-encoded messages into the socket.
+
+use super::hub::{encode_msg, Hub, Session};
+use crate::proto::{ClientFrame, Codec, ErrorCode, ServerFrame};
+use crate::util::now_ms;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+/// The hub's handle on a live connection.
+#[derive(Clone)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub codec: Codec,
+    pub push: bool,
+    tx: mpsc::Sender<Message>,
+    kill: Arc<Notify>,
+    last_rx: Arc<AtomicU64>,
+}
+
+impl ConnHandle {
+    /// Queue a message without waiting; false when the queue is full or the socket is gone.
+    pub fn try_send(&self, m: Message) -> bool {
+        self.tx.try_send(m).is_ok()
+    }
+    /// Ask the connection to close.
+    pub fn kill(&self) {
+        self.kill.notify_one();
+    }
+    /// When the last frame (of any kind) arrived, in ms since the epoch.
+    pub fn last_rx(&self) -> u64 {
+        self.last_rx.load(Ordering::Relaxed)
+    }
+}
+
+fn close_msg(code: CloseCode, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.to_string().into() }))
+}
+
+/// Run a connection to completion.
+pub async fn serve<S>(hub: Arc<Hub>, ws: WebSocketStream<S>, codec: Codec)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(hub.cfg.outbound_queue);
+
+    // Writer: batch whatever is queued, flush once per batch.
+    let writer = tokio::spawn(async move {
+        let mut buf = Vec::with_capacity(64);
+        while rx.recv_many(&mut buf, 64).await > 0 {
+            for m in buf.drain(..) {
+                let is_close = matches!(m, Message::Close(_));
+                if sink.feed(m).await.is_err() {
+                    return;
+                }
+                if is_close {
+                    let _ = sink.flush().await;
+                    let _ = sink.close().await;
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    // Hello, within the deadline.
+    let hello = match tokio::time::timeout(hub.cfg.hello_timeout, next_data(&mut stream)).await {
+        Err(_) => {
+            let _ = tx.try_send(encode_msg(codec, &ServerFrame::error(None, ErrorCode::NotAuthenticated, "no hello within the deadline")));
+            let _ = tx.try_send(close_msg(CloseCode::Policy, "hello timeout"));
+            drop(tx);
+            let _ = writer.await;
+            return;
+        }
+        Ok(None) => {
+            drop(tx);
+            let _ = writer.await;
+            return;
+        }
+        Ok(Some(Err(e))) => {
+            let _ = tx.try_send(encode_msg(codec, &e));
+            let _ = tx.try_send(close_msg(CloseCode::Policy, "bad frame"));
+            drop(tx);
+            let _ = writer.await;
+            return;
+        }
+        Ok(Some(Ok(data))) => match codec.decode::<ClientFrame>(&data) {
+            Ok(ClientFrame::Hello(h)) => h,
+            Ok(_) => {
+                let _ = tx.try_send(encode_msg(codec, &ServerFrame::error(None, ErrorCode::NotAuthenticated, "the first frame must be a hello")));
+                let _ = tx.try_send(close_msg(CloseCode::Policy, "hello required"));
+                drop(tx);
+                let _ = writer.await;
+                return;
+            }
+            Err(e) => {
+                let _ = tx.try_send(encode_msg(codec, &ServerFrame::error(None, ErrorCode::BadFrame, e.to_string())));
+                let _ = tx.try_send(close_msg(CloseCode::Policy, "bad hello"));
+                drop(tx);
+                let _ = writer.await;
+                return;
+            }
+        },
+    };
+
+    let kill = Arc::new(Notify::new());
+    let last_rx = Arc::new(AtomicU64::new(now_ms()));
+    let handle = ConnHandle {
+        id: hub.next_conn_id(),
+        codec,
+        push: hello.push,
+        tx: tx.clone(),
+        kill: kill.clone(),
+        last_rx: last_rx.clone(),
+    };
+    let session = match hub.hello(&hello, handle).await {
+        Ok((s, _)) => s,
+        Err(e) => {
+            tracing::info!(code = ?e.code, reason = %e.message, "hello refused");
+            let _ = tx.try_send(encode_msg(codec, &ServerFrame::error(None, e.code, e.message)));
+            let _ = tx.try_send(close_msg(CloseCode::Policy, "hello refused"));
+            drop(tx);
+            let _ = writer.await;
+            return;
+        }
+    };
+
+    loop {
+        tokio::select! {
+            _ = kill.notified() => {
+                let _ = tx.try_send(close_msg(CloseCode::Away, "closed by broker"));
+                break;
+            }
+            next = stream.next() => {
+                last_rx.store(now_ms(), Ordering::Relaxed);
+                match next {
+                    None => break,
+                    Some(Ok(Message::Text(t))) => on_data(&hub, &session, codec, t.as_bytes()),
+                    Some(Ok(Message::Binary(b))) => on_data(&hub, &session, codec, &b),
+                    Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
+                    Some(Err(e)) => {
+                        if let Some(f) = ws_error_frame(&e) {
+                            hub.reply(&session, &f);
+                            let _ = tx.try_send(close_msg(CloseCode::Size, "frame too large"));
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    hub.disconnect(&session);
+    drop(tx);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+}
+
+fn on_data(hub: &Arc<Hub>, s: &Session, codec: Codec, data: &[u8]) {
+    if !hub.allow_frame(s) {
+        hub.reply(
+            s,
+            &ServerFrame::error(
+                peek_id(codec, data),
+                ErrorCode::RateLimited,
+                format!("rate limit exceeded ({} frames/s); slow down and retry", hub.cfg.rate_per_s),
+            ),
+        );
+        return;
+    }
+    match codec.decode::<ClientFrame>(data) {
+        Ok(f) => hub.handle(s, f),
+        Err(e) => hub.reply(s, &ServerFrame::error(peek_id(codec, data), ErrorCode::BadFrame, e.to_string())),
+    }
+}
+
+/// Best effort: find the request id of a frame we will not process, to echo it in the error.
+fn peek_id(codec: Codec, data: &[u8]) -> Option<u64> {
+    if codec != Codec::Json {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(data).ok()?;
+    v.as_object()?.values().next()?.get("id")?.as_u64()
+}
+
+fn ws_error_frame(e: &WsError) -> Option<ServerFrame> {
+    match e {
+        WsError::Capacity(c) => Some(ServerFrame::error(None, ErrorCode::TooLarge, format!("frame too large: {c}"))),
+        _ => None,
+    }
+}
+
+/// The next data frame before hello (text or binary), skipping pings.
+async fn next_data<St>(stream: &mut St) -> Option<Result<bytes::Bytes, ServerFrame>>
+where
+    St: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    loop {
+        match stream.next().await? {
+            Ok(Message::Text(t)) => return Some(Ok(bytes::Bytes::copy_from_slice(t.as_bytes()))),
+            Ok(Message::Binary(b)) => return Some(Ok(b)),
+            Ok(Message::Close(_)) => return None,
+            Ok(_) => continue,
+            Err(e) => return ws_error_frame(&e).map(Err),
+        }
+    }
+}

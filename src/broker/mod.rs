@@ -1,0 +1,179 @@
+//! The broker: configuration, start-up, the accept loop, housekeeping and graceful shutdown.
+//!
+//! `Server::start` binds, opens the store, and runs until `ServerHandle::shutdown` (tests) or
+//! a signal (`claudemesh serve`). Modules: `hub` (state and delivery), `conn` (one WebSocket),
+//! `http` (routes), `admin` (operator socket).
+
+pub mod admin;
+pub mod conn;
+pub mod http;
+pub mod hub;
+
+use crate::store::{Op, Store, StoreError};
+use hub::Hub;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Everything a broker can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Base URL put in invites; defaults to `http://<bound address>`.
+    pub public_url: String,
+    pub max_message_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub max_envelopes: usize,
+    pub retention: Duration,
+    /// Frames per second per peer, sustained, and the burst allowance.
+    pub rate_per_s: f64,
+    pub rate_burst: f64,
+    pub hello_window: Duration,
+    pub hello_timeout: Duration,
+    pub grace: Duration,
+    pub ping_interval: Duration,
+    pub dead_after: Duration,
+    pub sweep_interval: Duration,
+    pub outbound_queue: usize,
+}
+
+impl Config {
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Config {
+            listen,
+            data_dir,
+            public_url: String::new(),
+            max_message_bytes: 64 * 1024,
+            max_frame_bytes: 1024 * 1024,
+            max_envelopes: 256,
+            retention: Duration::from_secs(7 * 86_400),
+            rate_per_s: 2000.0,
+            rate_burst: 4000.0,
+            hello_window: Duration::from_secs(60),
+            hello_timeout: Duration::from_secs(10),
+            grace: Duration::from_secs(90),
+            ping_interval: Duration::from_secs(30),
+            dead_after: Duration::from_secs(75),
+            sweep_interval: Duration::from_secs(5),
+            outbound_queue: 4096,
+        }
+    }
+}
+
+/// Where the broker keeps its data when not told: `/var/lib/claudemesh` for root, else
+/// `$XDG_DATA_HOME/claudemesh` or `~/.local/share/claudemesh`.
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY-free check of the effective uid via /proc (no libc dependency).
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false);
+    if is_root {
+        return PathBuf::from("/var/lib/claudemesh");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("claudemesh");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/claudemesh")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("cannot create admin socket in {0}: {1}")]
+    Admin(String, std::io::Error),
+}
+
+/// A running broker.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    pub hub: Arc<Hub>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Stop accepting, close connections, wait until every pending write is durable.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+pub struct Server;
+
+impl Server {
+    pub async fn start(mut cfg: Config) -> Result<ServerHandle, ServeError> {
+        let (store, loaded) = Store::open(&cfg.data_dir)?;
+        let listener = TcpListener::bind(cfg.listen).await.map_err(|e| ServeError::Bind(cfg.listen, e))?;
+        let addr = listener.local_addr().map_err(|e| ServeError::Bind(cfg.listen, e))?;
+        if cfg.public_url.is_empty() {
+            cfg.public_url = format!("http://{addr}");
+        }
+        let admin = admin::bind(&cfg.data_dir).map_err(|e| ServeError::Admin(cfg.data_dir.display().to_string(), e))?;
+        let hub = Hub::new(Arc::new(cfg), store.clone(), loaded);
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(admin::serve(hub.clone(), admin, rx.clone()));
+        let task = tokio::spawn(run(hub.clone(), listener, rx, store));
+        tracing::info!(%addr, public_url = %hub.cfg.public_url, data_dir = %hub.cfg.data_dir.display(), "broker listening");
+        Ok(ServerHandle { addr, hub, shutdown: tx, task })
+    }
+}
+
+async fn run(hub: Arc<Hub>, listener: TcpListener, mut shutdown: watch::Receiver<bool>, store: Store) {
+    let mut sweep = tokio::time::interval(hub.cfg.sweep_interval);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let (stream, _) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let hub = hub.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| http::route(hub.clone(), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+            _ = sweep.tick() => hub.sweep(),
+            _ = shutdown.changed() => break,
+        }
+    }
+    tracing::info!("shutting down: closing connections");
+    drop(listener);
+    hub.close_all();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Err(e) = store.commit(Op::Flush).await {
+        tracing::error!(error = %e, "final flush failed");
+    }
+    let _ = std::fs::remove_file(hub.cfg.data_dir.join(admin::SOCKET_NAME));
+    tracing::info!("broker stopped");
+}

@@ -1,0 +1,16 @@
+//! claudemesh: a mesh that lets many Claude Code sessions work as one team.
+//!
+//! One crate, one binary. Layers, top to bottom (dependencies point down):
+//! `cli` → `client` → `proto`/`crypto`; `broker` → `proto`/`crypto`/`store`.
+//! See docs/ARCHITECTURE notes in ../shared/design and docs/PROTOCOL.md.
+
+pub mod broker;
+pub mod cli;
+pub mod client;
+pub mod crypto;
+pub mod proto;
+pub mod store;
+pub mod util;
+
+/// Version string reported in `/health` and hello acks.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

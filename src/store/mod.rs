@@ -1,0 +1,317 @@
+//! Durable state in one redb file: typed tables listed in one place, postcard values, a
+//! schema version, and a single writer thread with group commit.
+//!
+//! Every mutation is an [`Op`] sent to the writer. The writer drains whatever is waiting,
+//! applies it all in one write transaction, commits with `Durability::Immediate` (fsync),
+//! and only then runs each op's completion, in submission order. Nothing is acknowledged to
+//! a client before its completion runs. Reads happen once, at open ([`Loaded`]); after that
+//! the broker's memory is authoritative and the file is its write-ahead record.
+
+mod records;
+
+pub use records::*;
+
+use crate::proto::{Id16, Key};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Current on-disk schema. Bump with a migration in [`migrate`].
+pub const SCHEMA_VERSION: u64 = 1;
+
+// ---- every table, in one place ----
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// mesh id (32) → MeshRecord
+const MESHES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meshes");
+/// invite id (16) → InviteRecord
+const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
+/// mesh id (32) ‖ member key (32) → MemberRecord
+const MEMBERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("members");
+/// peer key (32) → PeerRecord
+const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers");
+/// message seq → StoredMessage (sealed payload + routing metadata)
+const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+/// recipient peer key (32) ‖ message seq (8, big-endian) → () : one row per undelivered copy
+const QUEUE: TableDefinition<&[u8], ()> = TableDefinition::new("queue");
+/// client message id (16) → expiry ms : send dedupe, kept for the retention period
+const MSG_IDS: TableDefinition<&[u8], u64> = TableDefinition::new("msg_ids");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database: {0}")]
+    Open(#[from] redb::DatabaseError),
+    #[error("storage error: {0}")]
+    Storage(#[from] redb::StorageError),
+    #[error("transaction error: {0}")]
+    Transaction(#[from] redb::TransactionError),
+    #[error("table error: {0}")]
+    Table(#[from] redb::TableError),
+    #[error("commit failed: {0}")]
+    Commit(#[from] redb::CommitError),
+    #[error("corrupt record in table {0}: {1}")]
+    Decode(&'static str, postcard::Error),
+    #[error("data was written by a newer claudemesh (schema {0}, this build knows {SCHEMA_VERSION})")]
+    SchemaTooNew(u64),
+    #[error("store writer has stopped")]
+    Closed,
+    #[error("cannot create data dir {0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// One durable mutation.
+#[derive(Debug)]
+pub enum Op {
+    PutMesh(MeshRecord),
+    PutInvite(InviteRecord),
+    PutMember(MemberRecord),
+    PutPeer(PeerRecord),
+    /// New messages, each with one queue row per recipient, plus their dedupe ids.
+    InsertMessages(Vec<(Arc<StoredMessage>, Vec<Key>)>),
+    /// Commits nothing; completes once everything submitted before it is durable.
+    Flush,
+    /// A recipient acknowledged; drop its queue row (and the message when no copies remain).
+    Ack { peer: Key, seq: u64, delete_message: bool },
+    /// Retention: drop messages and every queue row that still points at them.
+    Expire { seqs: Vec<(u64, Vec<Key>)>, msg_ids: Vec<Id16> },
+}
+
+/// What runs after the op's batch committed (or failed).
+pub type Done = Box<dyn FnOnce(Result<(), Arc<StoreError>>) + Send>;
+
+/// Everything in the file, read at open.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub meshes: Vec<MeshRecord>,
+    pub invites: Vec<InviteRecord>,
+    pub members: Vec<MemberRecord>,
+    pub peers: Vec<PeerRecord>,
+    pub messages: Vec<StoredMessage>,
+    /// (recipient, seq) pairs still queued.
+    pub queue: Vec<(Key, u64)>,
+    pub msg_ids: Vec<(Id16, u64)>,
+}
+
+/// Counters for benchmarks and `/health`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub commits: AtomicU64,
+    pub ops: AtomicU64,
+    pub failed_commits: AtomicU64,
+}
+
+/// Handle to the writer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: std::sync::mpsc::Sender<(Op, Option<Done>)>,
+    pub stats: Arc<StoreStats>,
+}
+
+fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).unwrap_or_default()
+}
+
+fn dec<T: serde::de::DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(b).map_err(|e| StoreError::Decode(table, e))
+}
+
+fn queue_key(peer: &Key, seq: u64) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..32].copy_from_slice(&peer.0);
+    k[32..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn member_key(mesh: &Key, member: &Key) -> [u8; 64] {
+    let mut k = [0u8; 64];
+    k[..32].copy_from_slice(&mesh.0);
+    k[32..].copy_from_slice(&member.0);
+    k
+}
+
+impl Store {
+    /// Open (or create) `dir/claudemesh.redb`, migrate, load everything, start the writer.
+    pub fn open(dir: &Path) -> Result<(Store, Loaded), StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.display().to_string(), e))?;
+        let db = Database::create(dir.join("claudemesh.redb"))?;
+        migrate(&db)?;
+        let loaded = load(&db)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stats = Arc::new(StoreStats::default());
+        let st = stats.clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer(db, rx, st))
+            .map_err(|e| StoreError::Io("writer thread".into(), e))?;
+        Ok((Store { tx, stats }, loaded))
+    }
+
+    /// Queue an op; `done` runs after its commit.
+    pub fn submit(&self, op: Op, done: Option<Done>) {
+        if let Err(std::sync::mpsc::SendError((_, Some(done)))) = self.tx.send((op, done)) {
+            done(Err(Arc::new(StoreError::Closed)));
+        }
+    }
+
+    /// Queue an op and wait for its commit.
+    pub async fn commit(&self, op: Op) -> Result<(), Arc<StoreError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(op, Some(Box::new(move |r| {
+            let _ = tx.send(r);
+        })));
+        rx.await.unwrap_or(Err(Arc::new(StoreError::Closed)))
+    }
+}
+
+fn migrate(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    {
+        let mut meta = tx.open_table(META)?;
+        let v = meta.get("schema_version")?.map(|g| g.value());
+        match v {
+            Some(v) if v > SCHEMA_VERSION => return Err(StoreError::SchemaTooNew(v)),
+            Some(_) => {}
+            None => {
+                meta.insert("schema_version", SCHEMA_VERSION)?;
+            }
+        }
+        // Create every table so readers never see "table does not exist".
+        tx.open_table(MESHES)?;
+        tx.open_table(INVITES)?;
+        tx.open_table(MEMBERS)?;
+        tx.open_table(PEERS)?;
+        tx.open_table(MESSAGES)?;
+        tx.open_table(QUEUE)?;
+        tx.open_table(MSG_IDS)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn load(db: &Database) -> Result<Loaded, StoreError> {
+    let tx = db.begin_read()?;
+    let mut l = Loaded::default();
+    for row in tx.open_table(MESHES)?.iter()? {
+        l.meshes.push(dec("meshes", row?.1.value())?);
+    }
+    for row in tx.open_table(INVITES)?.iter()? {
+        l.invites.push(dec("invites", row?.1.value())?);
+    }
+    for row in tx.open_table(MEMBERS)?.iter()? {
+        l.members.push(dec("members", row?.1.value())?);
+    }
+    for row in tx.open_table(PEERS)?.iter()? {
+        l.peers.push(dec("peers", row?.1.value())?);
+    }
+    for row in tx.open_table(MESSAGES)?.iter()? {
+        l.messages.push(dec("messages", row?.1.value())?);
+    }
+    for row in tx.open_table(QUEUE)?.iter()? {
+        let (k, _) = row?;
+        let k = k.value();
+        if k.len() == 40 {
+            let mut pk = [0u8; 32];
+            pk.copy_from_slice(&k[..32]);
+            let mut s = [0u8; 8];
+            s.copy_from_slice(&k[32..]);
+            l.queue.push((Key(pk), u64::from_be_bytes(s)));
+        }
+    }
+    for row in tx.open_table(MSG_IDS)?.iter()? {
+        let (k, v) = row?;
+        if let Ok(id) = <[u8; 16]>::try_from(k.value()) {
+            l.msg_ids.push((Id16(id), v.value()));
+        }
+    }
+    Ok(l)
+}
+
+fn apply(tx: &redb::WriteTransaction, op: &Op) -> Result<(), StoreError> {
+    match op {
+        Op::PutMesh(m) => {
+            tx.open_table(MESHES)?.insert(&m.mesh_id.0[..], &enc(m)[..])?;
+        }
+        Op::PutInvite(i) => {
+            tx.open_table(INVITES)?.insert(&i.invite_id.0[..], &enc(i)[..])?;
+        }
+        Op::PutMember(m) => {
+            tx.open_table(MEMBERS)?
+                .insert(&member_key(&m.mesh_id, &m.member_pk)[..], &enc(m)[..])?;
+        }
+        Op::PutPeer(p) => {
+            tx.open_table(PEERS)?.insert(&p.peer_pk.0[..], &enc(p)[..])?;
+        }
+        Op::InsertMessages(msgs) => {
+            let mut m = tx.open_table(MESSAGES)?;
+            let mut q = tx.open_table(QUEUE)?;
+            let mut ids = tx.open_table(MSG_IDS)?;
+            for (msg, recipients) in msgs {
+                m.insert(msg.seq, &enc(&**msg)[..])?;
+                for r in recipients {
+                    q.insert(&queue_key(r, msg.seq)[..], ())?;
+                }
+                ids.insert(&msg.msg_id.0[..], msg.expires_at_ms)?;
+            }
+        }
+        Op::Flush => {}
+        Op::Ack { peer, seq, delete_message } => {
+            tx.open_table(QUEUE)?.remove(&queue_key(peer, *seq)[..])?;
+            if *delete_message {
+                tx.open_table(MESSAGES)?.remove(*seq)?;
+            }
+        }
+        Op::Expire { seqs, msg_ids } => {
+            let mut m = tx.open_table(MESSAGES)?;
+            let mut q = tx.open_table(QUEUE)?;
+            for (seq, peers) in seqs {
+                m.remove(*seq)?;
+                for p in peers {
+                    q.remove(&queue_key(p, *seq)[..])?;
+                }
+            }
+            let mut ids = tx.open_table(MSG_IDS)?;
+            for id in msg_ids {
+                ids.remove(&id.0[..])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+const MAX_BATCH: usize = 4096;
+
+fn writer(db: Database, rx: std::sync::mpsc::Receiver<(Op, Option<Done>)>, stats: Arc<StoreStats>) {
+    let mut batch: Vec<(Op, Option<Done>)> = Vec::with_capacity(256);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(x) => batch.push(x),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&db, &batch).map_err(Arc::new);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if let Err(e) = &result {
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, ops = batch.len(), "store commit failed");
+        }
+        for (_, done) in batch.drain(..) {
+            if let Some(done) = done {
+                done(result.clone());
+            }
+        }
+    }
+    tracing::debug!("store writer stopped");
+}
+
+fn write_batch(db: &Database, batch: &[(Op, Option<Done>)]) -> Result<(), StoreError> {
+    let mut tx = db.begin_write()?;
+    tx.set_durability(Durability::Immediate);
+    for (op, _) in batch {
+        apply(&tx, op)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
