@@ -1,1 +1,757 @@
-//! CLI
+//! The command line: argh definitions and one function per command. This is the only layer
+//! that uses `anyhow`; errors print as one line and exit non-zero.
+
+use crate::broker::admin::{self, AdminRequest};
+use crate::broker::{self, Config, Server};
+use crate::client::config::{Home, MeshConfig, OwnedMesh};
+use crate::client::{Client, ClientOptions, Dest, Inbound, InboxMessage};
+use crate::crypto::{hello, invite, Identity};
+use crate::proto::{HttpError, Id16, JoinReply, JoinRequest, Key, Priority, Role};
+use crate::util::{now_ms, parse_duration, rfc3339};
+use anyhow::{anyhow, bail, Context, Result};
+use argh::FromArgs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// claudemesh: many Claude Code sessions working as one team.
+#[derive(FromArgs)]
+pub struct Cli {
+    #[argh(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum Cmd {
+    Serve(ServeCmd),
+    Mesh(MeshCmd),
+    Invite(InviteCmd),
+    Join(JoinCmd),
+    Whoami(WhoamiCmd),
+    Peers(PeersCmd),
+    Send(SendCmd),
+    Inbox(InboxCmd),
+    Group(GroupCmd),
+    Status(StatusCmd),
+}
+
+/// run the broker (HTTP + WebSocket on one port, embedded storage)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "serve")]
+pub struct ServeCmd {
+    /// address to listen on (default 127.0.0.1:7900)
+    #[argh(option, default = "\"127.0.0.1:7900\".into()")]
+    pub listen: String,
+    /// data directory (default: /var/lib/claudemesh as root, else ~/.local/share/claudemesh)
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+    /// base URL clients use to reach this broker, put in invites (default http://LISTEN)
+    #[argh(option)]
+    pub public_url: Option<String>,
+    /// how long undelivered messages are kept (default 7d)
+    #[argh(option, default = "\"7d\".into()")]
+    pub retention: String,
+    /// per-message size limit in bytes (default 65536)
+    #[argh(option, default = "65536")]
+    pub max_message_bytes: usize,
+    /// frames per second allowed per peer (default 2000; burst is twice this)
+    #[argh(option, default = "2000.0")]
+    pub rate_limit: f64,
+    /// log as JSON lines instead of human-readable text
+    #[argh(switch)]
+    pub log_json: bool,
+}
+
+/// create and list meshes (on the broker host, via its admin socket)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "mesh")]
+pub struct MeshCmd {
+    #[argh(subcommand)]
+    pub cmd: MeshSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum MeshSub {
+    Create(MeshCreateCmd),
+    List(MeshListCmd),
+}
+
+/// create a mesh and print an invite link
+#[derive(FromArgs)]
+#[argh(subcommand, name = "create")]
+pub struct MeshCreateCmd {
+    /// mesh name
+    #[argh(positional)]
+    pub name: String,
+    /// the broker's data directory (to find its admin socket)
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+    /// role granted by the first invite (member or admin)
+    #[argh(option, default = "Role::Member")]
+    pub role: Role,
+    /// first invite's lifetime (default 7d)
+    #[argh(option, default = "\"7d\".into()")]
+    pub expires: String,
+    /// first invite's use limit (default unlimited)
+    #[argh(option)]
+    pub uses: Option<u32>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// list the broker's meshes
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+pub struct MeshListCmd {
+    /// the broker's data directory
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// make another invite link for a mesh you created
+#[derive(FromArgs)]
+#[argh(subcommand, name = "invite")]
+pub struct InviteCmd {
+    /// mesh name
+    #[argh(positional)]
+    pub mesh: String,
+    /// role to grant: member or admin (default member)
+    #[argh(option, default = "Role::Member")]
+    pub role: Role,
+    /// lifetime, e.g. 30m, 12h, 7d (default 7d)
+    #[argh(option, default = "\"7d\".into()")]
+    pub expires: String,
+    /// how many joins it allows (default unlimited)
+    #[argh(option)]
+    pub uses: Option<u32>,
+    /// the broker's data directory
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// join a mesh with an invite link
+#[derive(FromArgs)]
+#[argh(subcommand, name = "join")]
+pub struct JoinCmd {
+    /// the invite link (claudemesh://join/...)
+    #[argh(positional)]
+    pub invite: String,
+    /// your name in the mesh (default: $USER)
+    #[argh(option)]
+    pub name: Option<String>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// show your identity in each joined mesh
+#[derive(FromArgs)]
+#[argh(subcommand, name = "whoami")]
+pub struct WhoamiCmd {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// list the peers of a mesh
+#[derive(FromArgs)]
+#[argh(subcommand, name = "peers")]
+pub struct PeersCmd {
+    /// mesh name (needed when joined to several)
+    #[argh(option)]
+    pub mesh: Option<String>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// send a message: TARGET is a name, a peer key, @group, * or a comma-separated list
+#[derive(FromArgs)]
+#[argh(subcommand, name = "send")]
+pub struct SendCmd {
+    /// recipient(s)
+    #[argh(positional)]
+    pub target: String,
+    /// message text
+    #[argh(positional)]
+    pub text: String,
+    /// now, next (default) or low
+    #[argh(option, default = "Priority::Next")]
+    pub priority: Priority,
+    /// message id this replies to
+    #[argh(option)]
+    pub reply_to: Option<String>,
+    /// mesh name (needed when joined to several)
+    #[argh(option)]
+    pub mesh: Option<String>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// print and acknowledge waiting messages
+#[derive(FromArgs)]
+#[argh(subcommand, name = "inbox")]
+pub struct InboxCmd {
+    /// wait up to this many seconds for a message when none is waiting
+    #[argh(option, default = "0")]
+    pub wait: u64,
+    /// mesh name (needed when joined to several)
+    #[argh(option)]
+    pub mesh: Option<String>,
+    /// print JSON (an array of messages)
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// join or leave a group
+#[derive(FromArgs)]
+#[argh(subcommand, name = "group")]
+pub struct GroupCmd {
+    #[argh(subcommand)]
+    pub cmd: GroupSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum GroupSub {
+    Join(GroupJoinCmd),
+    Leave(GroupLeaveCmd),
+}
+
+/// join a group (messages to @NAME reach you)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "join")]
+pub struct GroupJoinCmd {
+    /// group name (sub-groups with '/': eng/web)
+    #[argh(positional)]
+    pub name: String,
+    /// your role in it: lead, member, observer, or free text (default member)
+    #[argh(option, default = "\"member\".into()")]
+    pub role: String,
+    /// mesh name (needed when joined to several)
+    #[argh(option)]
+    pub mesh: Option<String>,
+}
+
+/// leave a group
+#[derive(FromArgs)]
+#[argh(subcommand, name = "leave")]
+pub struct GroupLeaveCmd {
+    /// group name
+    #[argh(positional)]
+    pub name: String,
+    /// mesh name (needed when joined to several)
+    #[argh(option)]
+    pub mesh: Option<String>,
+}
+
+/// joined meshes, broker reachability and round-trip time, peers online, unread count
+#[derive(FromArgs)]
+#[argh(subcommand, name = "status")]
+pub struct StatusCmd {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Set up logging: human-readable on stderr, JSON lines when asked.
+pub fn init_logging(json: bool, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAUDEMESH_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    use std::io::IsTerminal;
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if json || std::env::var("CLAUDEMESH_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        let _ = b.json().try_init();
+    } else {
+        let _ = b.try_init();
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let home = Home::from_env();
+    match cli.cmd {
+        Cmd::Serve(c) => serve(c).await,
+        Cmd::Mesh(MeshCmd { cmd: MeshSub::Create(c) }) => mesh_create(&home, c).await,
+        Cmd::Mesh(MeshCmd { cmd: MeshSub::List(c) }) => mesh_list(c).await,
+        Cmd::Invite(c) => invite_cmd(&home, c).await,
+        Cmd::Join(c) => join(&home, c).await,
+        Cmd::Whoami(c) => whoami(&home, c),
+        Cmd::Peers(c) => peers(&home, c).await,
+        Cmd::Send(c) => send(&home, c).await,
+        Cmd::Inbox(c) => inbox(&home, c).await,
+        Cmd::Group(GroupCmd { cmd: GroupSub::Join(c) }) => {
+            let client = connect(&home, c.mesh.as_deref(), false).await?;
+            client.join_group(&c.name, &c.role).await?;
+            println!("joined @{} as {}", c.name, c.role);
+            Ok(())
+        }
+        Cmd::Group(GroupCmd { cmd: GroupSub::Leave(c) }) => {
+            let client = connect(&home, c.mesh.as_deref(), false).await?;
+            client.leave_group(&c.name).await?;
+            println!("left @{}", c.name);
+            Ok(())
+        }
+        Cmd::Status(c) => status(&home, c).await,
+    }
+}
+
+// ------------------------------------------------------------------ broker side
+
+async fn serve(c: ServeCmd) -> Result<()> {
+    init_logging(c.log_json, "info");
+    let listen = c.listen.parse().with_context(|| format!("invalid --listen address '{}'", c.listen))?;
+    let mut cfg = Config::new(listen, c.data_dir.unwrap_or_else(broker::default_data_dir));
+    cfg.public_url = c.public_url.unwrap_or_default().trim_end_matches('/').to_string();
+    cfg.retention = parse_duration(&c.retention).ok_or_else(|| anyhow!("invalid --retention '{}'", c.retention))?;
+    cfg.max_message_bytes = c.max_message_bytes;
+    cfg.max_frame_bytes = cfg.max_frame_bytes.max(c.max_message_bytes * 2 + 64 * 1024);
+    if !(c.rate_limit > 0.0) {
+        bail!("--rate-limit must be positive");
+    }
+    cfg.rate_per_s = c.rate_limit;
+    cfg.rate_burst = c.rate_limit * 2.0;
+    let server = Server::start(cfg).await?;
+    shutdown_signal().await;
+    tracing::info!("signal received");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn data_dir(d: Option<PathBuf>) -> PathBuf {
+    d.unwrap_or_else(broker::default_data_dir)
+}
+
+fn expiry_ms(s: &str) -> Result<u64> {
+    let d = parse_duration(s).ok_or_else(|| anyhow!("invalid --expires '{s}' (use e.g. 30m, 12h, 7d)"))?;
+    Ok(now_ms().saturating_add(d.as_millis() as u64))
+}
+
+/// Sign an invite for an owned mesh and register it with the broker; returns the link.
+async fn make_invite(dir: &std::path::Path, owned: &OwnedMesh, role: Role, expires: &str, uses: Option<u32>) -> Result<(String, u64)> {
+    let expires_ms = expiry_ms(expires)?;
+    let invite_id = Id16::random();
+    let info = admin::call(
+        dir,
+        &AdminRequest::InviteRegister { mesh: owned.name.clone(), invite_id, role, expires_ms, max_uses: uses },
+    )
+    .await?;
+    let broker_url = info["public_url"].as_str().unwrap_or(&owned.broker).to_string();
+    if info["owner_pk"].as_str() != Some(owned.owner_pk_hex().as_str()) {
+        bail!("the broker's mesh '{}' has a different owner key than this machine's copy", owned.name);
+    }
+    let owner = Identity::from_secrets(owned.owner_secret.0, owned.owner_xsecret.0);
+    let payload = invite::InvitePayload {
+        v: 1,
+        broker: broker_url,
+        mesh_id: owned.mesh_id,
+        mesh: owned.name.clone(),
+        owner: owner.public(),
+        invite_id,
+        role,
+        expires_ms,
+        max_uses: uses,
+        key_commit: invite::key_commit(&owned.mesh_key.0),
+    };
+    Ok((invite::create(&owner, &payload, &owned.mesh_key.0), expires_ms))
+}
+
+impl OwnedMesh {
+    fn owner_pk_hex(&self) -> String {
+        Identity::from_secrets(self.owner_secret.0, self.owner_xsecret.0).public().hex()
+    }
+}
+
+fn print_invite(link: &str, mesh: &str, role: Role, expires_ms: u64, uses: Option<u32>, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "invite": link, "mesh": mesh, "role": role, "expires": rfc3339(expires_ms), "uses": uses }));
+    } else {
+        let uses = uses.map(|u| format!(", {u} use(s)")).unwrap_or_default();
+        println!("invite for mesh '{mesh}' (role {}, expires {}{uses}):", role.as_str(), rfc3339(expires_ms));
+        println!("{link}");
+        println!("join with: claudemesh join '{link}' --name <your-name>");
+    }
+}
+
+async fn mesh_create(home: &Home, c: MeshCreateCmd) -> Result<()> {
+    if !crate::util::valid_name(&c.name) {
+        bail!("invalid mesh name '{}': use 1-64 of A-Z a-z 0-9 . _ -", c.name);
+    }
+    let dir = data_dir(c.data_dir);
+    let info = admin::call(&dir, &AdminRequest::Info).await?;
+    let mut owned = home.load_owned()?;
+    let owner = Identity::generate();
+    let (owner_secret, owner_xsecret) = owner.secrets();
+    let om = OwnedMesh {
+        name: c.name.clone(),
+        mesh_id: Key(crate::util::random_bytes()),
+        owner_secret: Key(owner_secret),
+        owner_xsecret: Key(owner_xsecret),
+        mesh_key: Key(crate::util::random_bytes()),
+        broker: info["public_url"].as_str().unwrap_or_default().to_string(),
+        created_ms: now_ms(),
+    };
+    admin::call(&dir, &AdminRequest::MeshCreate { name: c.name.clone(), mesh_id: om.mesh_id, owner_pk: owner.public() }).await?;
+    // Keep an older entry of the same name (another broker) unless it is this mesh.
+    owned.meshes.retain(|m| !(m.name == om.name && m.broker == om.broker));
+    owned.meshes.push(om.clone());
+    home.save_owned(&owned)?;
+    let (link, exp) = make_invite(&dir, &om, c.role, &c.expires, c.uses).await?;
+    if !c.json {
+        println!("created mesh '{}' (owner keys in {})", c.name, home.owned_path().display());
+    }
+    print_invite(&link, &c.name, c.role, exp, c.uses, c.json);
+    Ok(())
+}
+
+async fn mesh_list(c: MeshListCmd) -> Result<()> {
+    let v = admin::call(&data_dir(c.data_dir), &AdminRequest::MeshList).await?;
+    if c.json {
+        println!("{v}");
+        return Ok(());
+    }
+    let list: Vec<broker::hub::MeshSummary> = serde_json::from_value(v)?;
+    if list.is_empty() {
+        println!("no meshes yet: create one with `claudemesh mesh create NAME`");
+    }
+    for m in list {
+        println!("{:<20} members {:<4} peers {:<4} online {:<4} created {}", m.name, m.members, m.peers, m.peers_online, m.created);
+    }
+    Ok(())
+}
+
+async fn invite_cmd(home: &Home, c: InviteCmd) -> Result<()> {
+    let dir = data_dir(c.data_dir);
+    let owned = home.load_owned()?;
+    let om = owned
+        .meshes
+        .iter()
+        .rev()
+        .find(|m| m.name == c.mesh)
+        .ok_or_else(|| anyhow!("this machine does not own a mesh named '{}' (owner keys live in {})", c.mesh, home.owned_path().display()))?;
+    let (link, exp) = make_invite(&dir, om, c.role, &c.expires, c.uses).await?;
+    print_invite(&link, &c.mesh, c.role, exp, c.uses, c.json);
+    Ok(())
+}
+
+// ------------------------------------------------------------------ member side
+
+fn default_name() -> String {
+    let n = std::env::var("USER").unwrap_or_default();
+    let n: String = n.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')).take(64).collect();
+    if crate::util::valid_name(&n) {
+        n
+    } else {
+        "member".into()
+    }
+}
+
+async fn join(home: &Home, c: JoinCmd) -> Result<()> {
+    let inv = invite::parse_link(&c.invite)?;
+    inv.payload.check_expiry(now_ms())?;
+    let mesh_key = inv.mesh_key.ok_or(invite::InviteError::MissingSecret)?;
+    let name = c.name.unwrap_or_else(default_name);
+    if !crate::util::valid_name(&name) {
+        bail!("invalid name '{name}': use 1-64 of A-Z a-z 0-9 . _ -");
+    }
+    let mut cfg = home.load()?;
+    // Joining twice reuses the same member keys, so the broker sees the same member.
+    let existing = cfg.meshes.iter().find(|m| m.mesh_id == inv.payload.mesh_id).cloned();
+    let member = match &existing {
+        Some(m) => m.member(),
+        None => Identity::generate(),
+    };
+    let (ms, mx) = member.secrets();
+    let mut mc = MeshConfig {
+        mesh_id: inv.payload.mesh_id,
+        mesh_name: inv.payload.mesh.clone(),
+        broker: inv.payload.broker.clone(),
+        name: existing.as_ref().map(|m| m.name.clone()).unwrap_or(name),
+        role: inv.payload.role,
+        member_secret: Key(ms),
+        member_xsecret: Key(mx),
+        mesh_key: Key(mesh_key),
+        joined_ms: now_ms(),
+    };
+    let peer = mc.peer("cli");
+    let ts = now_ms();
+    let req = JoinRequest {
+        invite: inv.signed_part.clone(),
+        name: mc.name.clone(),
+        member_pk: member.public(),
+        member_xpk: member.x_public(),
+        peer_pk: peer.public(),
+        peer_xpk: peer.x_public(),
+        peer_cert: member.sign(&hello::cert_bytes(&mc.mesh_id, &peer.public(), &peer.x_public())),
+        ts_ms: ts,
+        sig: member.sign(&invite::join_bytes(&inv.payload.invite_id, &member.public(), &member.x_public(), &peer.public(), &mc.name, ts)),
+    };
+    let (status, body) = crate::client::http::request(&mc.broker, "POST", "/join", Some(serde_json::to_vec(&req)?)).await?;
+    if status != 200 {
+        let msg = serde_json::from_slice::<HttpError>(&body)
+            .map(|e| e.message)
+            .unwrap_or_else(|_| format!("HTTP {status}: {}", String::from_utf8_lossy(&body).chars().take(200).collect::<String>()));
+        bail!("join refused: {msg}");
+    }
+    let reply: JoinReply = serde_json::from_slice(&body).context("malformed join reply")?;
+    mc.name = reply.name.clone();
+    mc.role = reply.role;
+    if let Some(old) = existing {
+        mc.joined_ms = old.joined_ms;
+    }
+    cfg.meshes.retain(|m| m.mesh_id != mc.mesh_id);
+    cfg.meshes.push(mc.clone());
+    home.save(&cfg)?;
+    if c.json {
+        println!(
+            "{}",
+            serde_json::json!({ "mesh": reply.mesh_name, "name": reply.name, "role": reply.role, "already_member": reply.already_member, "broker": mc.broker })
+        );
+    } else if reply.already_member {
+        println!("already a member of '{}' as {} ({})", reply.mesh_name, reply.name, reply.role.as_str());
+    } else {
+        println!("joined mesh '{}' as {} ({}) via {}", reply.mesh_name, reply.name, reply.role.as_str(), mc.broker);
+    }
+    Ok(())
+}
+
+fn whoami(home: &Home, c: WhoamiCmd) -> Result<()> {
+    let cfg = home.load()?;
+    let rows: Vec<serde_json::Value> = cfg
+        .meshes
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "mesh": m.mesh_name, "mesh_id": m.mesh_id.hex(), "name": m.name, "role": m.role,
+                "broker": m.broker, "member_key": m.member().public().hex(), "peer_key": m.peer("cli").public().hex(),
+                "joined": rfc3339(m.joined_ms),
+            })
+        })
+        .collect();
+    if c.json {
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        bail!("not joined to any mesh yet: run `claudemesh join <invite>`");
+    }
+    for m in &cfg.meshes {
+        println!(
+            "{} in mesh '{}' ({}) via {}  member {}  peer {}",
+            m.name,
+            m.mesh_name,
+            m.role.as_str(),
+            m.broker,
+            m.member().public().short(),
+            m.peer("cli").public().short()
+        );
+    }
+    Ok(())
+}
+
+/// Connect as the member's default peer (its CLI identity).
+async fn connect(home: &Home, mesh: Option<&str>, push: bool) -> Result<Client> {
+    let mc = home.select(mesh)?;
+    let mut opts = ClientOptions::for_session(home, &mc, "cli", &mc.name);
+    opts.push = push;
+    opts.request_timeout = Duration::from_secs(15);
+    let c = Client::connect(opts, Duration::from_secs(10)).await.with_context(|| format!("mesh '{}'", mc.mesh_name))?;
+    Ok(c)
+}
+
+async fn peers(home: &Home, c: PeersCmd) -> Result<()> {
+    let client = connect(home, c.mesh.as_deref(), false).await?;
+    let peers = client.list_peers().await?;
+    if c.json {
+        let v: Vec<_> = peers
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name, "peer_key": p.peer_pk.hex(), "online": p.online, "status": p.status,
+                    "summary": p.summary, "groups": p.groups, "hostname": p.hostname, "cwd": p.cwd,
+                    "connected_since": (p.connected_since_ms > 0).then(|| rfc3339(p.connected_since_ms)),
+                    "last_seen": (p.last_seen_ms > 0).then(|| rfc3339(p.last_seen_ms)),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(());
+    }
+    let me = client.peer_key();
+    for p in peers {
+        let groups: Vec<String> = p.groups.iter().map(|g| format!("@{}:{}", g.group, g.role)).collect();
+        println!(
+            "{}{:<16} {:<8} {:<8} {:<24} {}{}",
+            if p.peer_pk == me { "*" } else { " " },
+            p.name,
+            if p.online { "online" } else { "offline" },
+            format!("{:?}", p.status).to_lowercase(),
+            groups.join(","),
+            p.hostname,
+            if p.summary.is_empty() { String::new() } else { format!("  — {}", p.summary) }
+        );
+    }
+    Ok(())
+}
+
+async fn send(home: &Home, c: SendCmd) -> Result<()> {
+    let dests = Dest::parse_list(&c.target);
+    if dests.is_empty() {
+        bail!("no target given");
+    }
+    let reply_to = match &c.reply_to {
+        Some(r) => Some(Id16::parse_hex(r).ok_or_else(|| anyhow!("--reply-to must be a 32-hex-digit message id"))?),
+        None => None,
+    };
+    let client = connect(home, c.mesh.as_deref(), false).await?;
+    let r = client.send(&dests, &c.text, c.priority, reply_to).await?;
+    if c.json {
+        println!("{}", serde_json::json!({ "id": r.msg_id.hex(), "recipients": r.recipients, "duplicate": r.duplicate }));
+    } else {
+        println!("sent {} to {} recipient(s)", r.msg_id.hex(), r.recipients);
+    }
+    Ok(())
+}
+
+fn print_messages(msgs: &[InboxMessage], json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(msgs).unwrap_or_else(|_| "[]".into()));
+        return;
+    }
+    if msgs.is_empty() {
+        println!("no messages");
+    }
+    for m in msgs {
+        let reply = m.reply_to.as_ref().map(|r| format!(" (reply to {})", &r[..8.min(r.len())])).unwrap_or_default();
+        println!("[{}] {} → {} ({}){}: {}", m.sent_at, m.from, m.to, m.priority.as_str(), reply, m.text);
+        println!("    id {}", m.id);
+    }
+}
+
+async fn inbox(home: &Home, c: InboxCmd) -> Result<()> {
+    let client = connect(home, c.mesh.as_deref(), true).await?;
+    let mut msgs = client.pull().await?;
+    for x in client.drain().await {
+        if let Inbound::Message(m) = x {
+            msgs.push(m);
+        }
+    }
+    if msgs.is_empty() && c.wait > 0 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(c.wait);
+        while msgs.is_empty() {
+            match tokio::time::timeout_at(deadline, client.recv()).await {
+                Ok(Some(Inbound::Message(m))) => msgs.push(m),
+                Ok(Some(Inbound::Event(_))) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // Anything else that arrived with it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for x in client.drain().await {
+            if let Inbound::Message(m) = x {
+                msgs.push(m);
+            }
+        }
+    }
+    msgs.sort_by_key(|m| m.sent_at_ms);
+    print_messages(&msgs, c.json);
+    let ids: Vec<Id16> = msgs.iter().map(|m| m.msg_id).collect();
+    client.ack(&ids);
+    // Frames are handled in order: once the ping answers, the broker has the acks.
+    client.ping().await.context("acknowledging messages")?;
+    Ok(())
+}
+
+async fn status(home: &Home, c: StatusCmd) -> Result<()> {
+    let cfg = home.load()?;
+    let mut rows = Vec::new();
+    for m in &cfg.meshes {
+        let t = std::time::Instant::now();
+        let health = crate::client::http::request(&m.broker, "GET", "/health", None).await;
+        let http_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let mut row = serde_json::json!({ "mesh": m.mesh_name, "name": m.name, "broker": m.broker, "reachable": health.is_ok() });
+        if let Ok((200, body)) = &health {
+            row["broker_version"] = serde_json::from_slice::<serde_json::Value>(body).map(|v| v["version"].clone()).unwrap_or_default();
+            row["http_rtt_ms"] = serde_json::json!((http_ms * 10.0).round() / 10.0);
+        }
+        let mut opts = ClientOptions::for_session(home, m, "cli", &m.name);
+        opts.push = false;
+        opts.request_timeout = Duration::from_secs(5);
+        match Client::connect(opts, Duration::from_secs(5)).await {
+            Ok(client) => {
+                if let Ok(rtt) = client.ping().await {
+                    row["rtt_ms"] = serde_json::json!((rtt.as_secs_f64() * 10000.0).round() / 10.0);
+                }
+                if let Ok(p) = client.list_peers().await {
+                    row["peers_online"] = serde_json::json!(p.iter().filter(|p| p.online).count());
+                    row["peers"] = serde_json::json!(p.len());
+                }
+                if let Ok(msgs) = client.pull().await {
+                    row["unread"] = serde_json::json!(msgs.len());
+                }
+                row["connected"] = serde_json::json!(true);
+            }
+            Err(e) => {
+                row["connected"] = serde_json::json!(false);
+                row["error"] = serde_json::json!(e.to_string());
+            }
+        }
+        rows.push(row);
+    }
+    if c.json {
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("not joined to any mesh yet: run `claudemesh join <invite>`");
+    }
+    for r in rows {
+        if r["connected"] == true {
+            println!(
+                "✓ {} as {} via {}: rtt {} ms, {}/{} peers online, {} unread",
+                r["mesh"].as_str().unwrap_or_default(),
+                r["name"].as_str().unwrap_or_default(),
+                r["broker"].as_str().unwrap_or_default(),
+                r["rtt_ms"],
+                r["peers_online"],
+                r["peers"],
+                r["unread"]
+            );
+        } else {
+            println!(
+                "✗ {} via {}: {}",
+                r["mesh"].as_str().unwrap_or_default(),
+                r["broker"].as_str().unwrap_or_default(),
+                r["error"].as_str().unwrap_or("unreachable")
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,731 @@
-//! client
+//! The client library used by every client-side command (and later `claudemesh mcp`):
+//! one connection per mesh, reconnect with backoff and jitter, request/response correlation,
+//! end-to-end sealing and opening, acks, and at-least-once receive with dedupe by message id.
+//!
+//! A delivered message surfaces to the application once — through [`Client::recv`] or
+//! [`Client::pull`] — even when the broker redelivers it after a reconnect. The application
+//! calls [`Client::ack`] once it has processed it; only then does the broker drop it.
+
+pub mod config;
+pub mod http;
+mod seen;
+
+use crate::crypto::hello::{make_hello, HelloParams};
+use crate::crypto::seal::{self, Plain};
+use crate::crypto::Identity;
+use crate::proto::*;
+use crate::util::now_ms;
+pub use config::{Home, MeshConfig};
+use futures_util::{SinkExt, StreamExt};
+use seen::Seen;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("not connected to the broker ({0}); retrying in the background")]
+    NotConnected(String),
+    #[error("connection to the broker dropped before the reply")]
+    Disconnected,
+    #[error("{message}")]
+    Refused { code: ErrorCode, message: String },
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("unexpected reply from the broker: {0}")]
+    Unexpected(String),
+    #[error("client is shut down")]
+    Closed,
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Refused { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Who this client is and where it connects.
+#[derive(Clone)]
+pub struct ClientOptions {
+    pub ws_url: String,
+    pub mesh_id: Key,
+    pub mesh_key: [u8; 32],
+    pub member: Identity,
+    pub peer: Identity,
+    pub name: String,
+    pub session_id: String,
+    pub hostname: String,
+    pub cwd: String,
+    /// Ask the broker to push deliveries (false for one-shot `send`).
+    pub push: bool,
+    pub status: Status,
+    pub codec: Codec,
+    /// Persist seen message ids here so dedupe survives process restarts.
+    pub seen_path: Option<PathBuf>,
+    pub request_timeout: Duration,
+}
+
+impl ClientOptions {
+    /// Options for a joined mesh's session (`"cli"` is the member's default peer).
+    pub fn for_session(home: &Home, mc: &MeshConfig, session_id: &str, name: &str) -> Self {
+        ClientOptions {
+            ws_url: mc.ws_url(),
+            mesh_id: mc.mesh_id,
+            mesh_key: mc.mesh_key.0,
+            member: mc.member(),
+            peer: mc.peer(session_id),
+            name: name.to_string(),
+            session_id: session_id.to_string(),
+            hostname: hostname(),
+            cwd: std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
+            push: true,
+            status: Status::Idle,
+            codec: Codec::Binary,
+            seen_path: Some(home.seen_path(&mc.mesh_id, session_id)),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// This machine's host name, best effort.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+/// A message as the application sees it: opened, attributed, deduplicated.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InboxMessage {
+    pub id: String,
+    pub from: String,
+    pub from_key: String,
+    pub to: String,
+    pub text: String,
+    pub priority: Priority,
+    pub sent_at: String,
+    pub sent_at_ms: u64,
+    pub reply_to: Option<String>,
+    /// Set when the payload could not be opened (the text then explains why).
+    pub undecryptable: bool,
+    #[serde(skip)]
+    pub msg_id: Id16,
+}
+
+/// What arrives without being asked for.
+#[derive(Debug, Clone)]
+pub enum Inbound {
+    Message(InboxMessage),
+    Event(Event),
+}
+
+/// Connection state, observable by callers.
+#[derive(Debug, Clone)]
+pub enum ConnState {
+    Connecting(String),
+    Connected { name: String, mesh_name: String, max_message_bytes: u32 },
+    /// The broker refused us for a reason retrying will not fix.
+    Failed(ClientError),
+    Closed,
+}
+
+/// How one message was addressed, before sealing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    /// A peer by name or hex peer key.
+    Peer(String),
+    Group(String),
+    Broadcast,
+}
+
+impl Dest {
+    /// `*`, `@group`, or a peer name/key.
+    pub fn parse(s: &str) -> Dest {
+        let s = s.trim();
+        if s == "*" {
+            Dest::Broadcast
+        } else if let Some(g) = s.strip_prefix('@') {
+            Dest::Group(g.to_string())
+        } else {
+            Dest::Peer(s.to_string())
+        }
+    }
+    /// A comma-separated list.
+    pub fn parse_list(s: &str) -> Vec<Dest> {
+        s.split(',').filter(|x| !x.trim().is_empty()).map(Dest::parse).collect()
+    }
+}
+
+/// The broker's answer to a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReceipt {
+    pub msg_id: Id16,
+    pub recipients: u32,
+    pub duplicate: bool,
+}
+
+type Pending = HashMap<ReqId, oneshot::Sender<Result<ServerFrame, ClientError>>>;
+
+struct Shared {
+    opts: ClientOptions,
+    next_id: AtomicU64,
+    pending: Mutex<Pending>,
+    state: watch::Sender<ConnState>,
+    seen: Mutex<Seen>,
+    inbound_tx: mpsc::UnboundedSender<Inbound>,
+}
+
+/// A live client. Dropping it closes the connection.
+pub struct Client {
+    shared: Arc<Shared>,
+    out: mpsc::UnboundedSender<ClientFrame>,
+    inbound: tokio::sync::Mutex<mpsc::UnboundedReceiver<Inbound>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Client {
+    /// Start the connection task and wait until the first hello is accepted (or refused).
+    pub async fn connect(opts: ClientOptions, wait: Duration) -> Result<Client, ClientError> {
+        let c = Client::start(opts);
+        c.wait_connected(wait).await?;
+        Ok(c)
+    }
+
+    /// Start the connection task without waiting; it connects and reconnects in the background.
+    pub fn start(opts: ClientOptions) -> Client {
+        let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let seen = Seen::load(opts.seen_path.clone());
+        let (state, _) = watch::channel(ConnState::Connecting("starting".into()));
+        let shared = Arc::new(Shared {
+            opts,
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            state,
+            seen: Mutex::new(seen),
+            inbound_tx,
+        });
+        let task = tokio::spawn(run(shared.clone(), out_rx));
+        Client { shared, out: out_tx, inbound: tokio::sync::Mutex::new(inbound_rx), task }
+    }
+
+    pub fn state(&self) -> ConnState {
+        self.shared.state.borrow().clone()
+    }
+
+    pub fn peer_key(&self) -> Key {
+        self.shared.opts.peer.public()
+    }
+
+    pub async fn wait_connected(&self, wait: Duration) -> Result<(), ClientError> {
+        let mut rx = self.shared.state.subscribe();
+        let r = tokio::time::timeout(wait, async {
+            loop {
+                match &*rx.borrow_and_update() {
+                    ConnState::Connected { .. } => return Ok(()),
+                    ConnState::Failed(e) => return Err(e.clone()),
+                    ConnState::Closed => return Err(ClientError::Closed),
+                    ConnState::Connecting(_) => {}
+                }
+                if rx.changed().await.is_err() {
+                    return Err(ClientError::Closed);
+                }
+            }
+        })
+        .await;
+        match r {
+            Ok(x) => x,
+            Err(_) => match &*self.shared.state.borrow() {
+                ConnState::Connecting(why) => Err(ClientError::NotConnected(why.clone())),
+                _ => Err(ClientError::Timeout(wait)),
+            },
+        }
+    }
+
+    fn ensure_connected(&self) -> Result<(), ClientError> {
+        match &*self.shared.state.borrow() {
+            ConnState::Connected { .. } => Ok(()),
+            ConnState::Connecting(why) => Err(ClientError::NotConnected(why.clone())),
+            ConnState::Failed(e) => Err(e.clone()),
+            ConnState::Closed => Err(ClientError::Closed),
+        }
+    }
+
+    /// Send a request frame and wait for its reply (errors become `Refused`).
+    async fn request(&self, make: impl FnOnce(ReqId) -> ClientFrame) -> Result<ServerFrame, ClientError> {
+        self.ensure_connected()?;
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.shared.pending).insert(id, tx);
+        if self.out.send(make(id)).is_err() {
+            lock(&self.shared.pending).remove(&id);
+            return Err(ClientError::Closed);
+        }
+        let t = self.shared.opts.request_timeout;
+        let r = match tokio::time::timeout(t, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ClientError::Disconnected),
+            Err(_) => Err(ClientError::Timeout(t)),
+        };
+        lock(&self.shared.pending).remove(&id);
+        match r? {
+            ServerFrame::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
+            f => Ok(f),
+        }
+    }
+
+    /// Look peers up by name or key (offline peers included).
+    pub async fn resolve(&self, names: &[String]) -> Result<Vec<PeerInfo>, ClientError> {
+        let names = names.to_vec();
+        match self.request(|id| ClientFrame::Resolve { id, names }).await? {
+            ServerFrame::Peers { peers, .. } => Ok(peers),
+            f => Err(ClientError::Unexpected(format!("{f:?}"))),
+        }
+    }
+
+    pub async fn list_peers(&self) -> Result<Vec<PeerInfo>, ClientError> {
+        match self.request(|id| ClientFrame::ListPeers { id }).await? {
+            ServerFrame::Peers { peers, .. } => Ok(peers),
+            f => Err(ClientError::Unexpected(format!("{f:?}"))),
+        }
+    }
+
+    async fn expect_ok(&self, make: impl FnOnce(ReqId) -> ClientFrame) -> Result<(), ClientError> {
+        match self.request(make).await? {
+            ServerFrame::Ok { .. } => Ok(()),
+            f => Err(ClientError::Unexpected(format!("{f:?}"))),
+        }
+    }
+
+    pub async fn set_status(&self, status: Status) -> Result<(), ClientError> {
+        self.expect_ok(|id| ClientFrame::SetStatus { id, status }).await
+    }
+
+    pub async fn set_summary(&self, summary: &str) -> Result<(), ClientError> {
+        let summary = summary.to_string();
+        self.expect_ok(|id| ClientFrame::SetSummary { id, summary }).await
+    }
+
+    pub async fn join_group(&self, group: &str, role: &str) -> Result<(), ClientError> {
+        let (group, role) = (group.to_string(), role.to_string());
+        self.expect_ok(|id| ClientFrame::JoinGroup { id, group, role }).await
+    }
+
+    pub async fn leave_group(&self, group: &str) -> Result<(), ClientError> {
+        let group = group.to_string();
+        self.expect_ok(|id| ClientFrame::LeaveGroup { id, group }).await
+    }
+
+    /// Round-trip time of a ping.
+    pub async fn ping(&self) -> Result<Duration, ClientError> {
+        let t = std::time::Instant::now();
+        self.request(|id| ClientFrame::Ping { id }).await?;
+        Ok(t.elapsed())
+    }
+
+    /// Resolve, seal and send one message to one or more destinations.
+    pub async fn send(&self, dests: &[Dest], text: &str, priority: Priority, reply_to: Option<Id16>) -> Result<SendReceipt, ClientError> {
+        if dests.is_empty() {
+            return Err(ClientError::Refused { code: ErrorCode::BadRequest, message: "no target given".into() });
+        }
+        self.ensure_connected()?;
+        let names: Vec<String> = dests
+            .iter()
+            .filter_map(|d| match d {
+                Dest::Peer(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        let peers = if names.is_empty() { vec![] } else { self.resolve(&names).await? };
+        self.send_resolved(dests, &peers, text, priority, reply_to).await
+    }
+
+    /// Seal and send to destinations whose peers were already resolved (`peers` holds the
+    /// `PeerInfo` for each `Dest::Peer`, in order). Retries on disconnect with the same
+    /// message id, so a send is stored once even when an ack is lost.
+    pub async fn send_resolved(
+        &self,
+        dests: &[Dest],
+        peers: &[PeerInfo],
+        text: &str,
+        priority: Priority,
+        reply_to: Option<Id16>,
+    ) -> Result<SendReceipt, ClientError> {
+        if let ConnState::Connected { max_message_bytes, .. } = &*self.shared.state.borrow() {
+            if text.len() > *max_message_bytes as usize {
+                return Err(ClientError::Refused {
+                    code: ErrorCode::TooLarge,
+                    message: format!("message is {} bytes; the limit is {} bytes", text.len(), max_message_bytes),
+                });
+            }
+        }
+        let msg_id = Id16::random();
+        let plain = Plain { text: text.to_string(), sent_at_ms: now_ms() };
+        let me = &self.shared.opts.peer;
+        let mut peer_iter = peers.iter();
+        let mut envelopes = Vec::with_capacity(dests.len());
+        for d in dests {
+            let (to, sealed) = match d {
+                Dest::Peer(_) => {
+                    let p = peer_iter.next().ok_or_else(|| ClientError::Unexpected("peer not resolved".into()))?;
+                    (Target::Peer(p.peer_pk), seal::seal_dm(me, &p.peer_pk, &p.peer_xpk, &msg_id, &plain))
+                }
+                Dest::Group(g) => {
+                    let t = Target::Group(g.clone());
+                    let s = seal::seal_group(&self.shared.opts.mesh_key, &me.public(), &t, &msg_id, &plain);
+                    (t, s)
+                }
+                Dest::Broadcast => {
+                    let s = seal::seal_group(&self.shared.opts.mesh_key, &me.public(), &Target::Broadcast, &msg_id, &plain);
+                    (Target::Broadcast, s)
+                }
+            };
+            envelopes.push(Envelope { to, sealed });
+        }
+        let deadline = tokio::time::Instant::now() + self.shared.opts.request_timeout;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let env = envelopes.clone();
+            let r = self
+                .request(|id| ClientFrame::Send { id, msg_id, priority, reply_to, envelopes: env })
+                .await;
+            match r {
+                Ok(ServerFrame::Accepted { msg_id, recipients, duplicate, .. }) => {
+                    return Ok(SendReceipt { msg_id, recipients, duplicate })
+                }
+                Ok(f) => return Err(ClientError::Unexpected(format!("{f:?}"))),
+                Err(ClientError::Disconnected | ClientError::NotConnected(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                    let _ = self.wait_connected(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Fetch every queued message (`low` included) not yet handed to the application.
+    pub async fn pull(&self) -> Result<Vec<InboxMessage>, ClientError> {
+        let msgs = match self.request(|id| ClientFrame::Pull { id, limit: 1000 }).await? {
+            ServerFrame::Messages { messages, .. } => messages,
+            f => return Err(ClientError::Unexpected(format!("{f:?}"))),
+        };
+        let mut out = Vec::new();
+        let mut reack = Vec::new();
+        for d in msgs {
+            match accept_delivery(&self.shared, d) {
+                Accept::New(m) => out.push(m),
+                Accept::Reack(id) => reack.push(id),
+                Accept::Skip => {}
+            }
+        }
+        if !reack.is_empty() {
+            let _ = self.out.send(ClientFrame::Ack { ids: reack });
+        }
+        Ok(out)
+    }
+
+    /// Wait for the next pushed message or event (`None` once the client is closed).
+    pub async fn recv(&self) -> Option<Inbound> {
+        self.inbound.lock().await.recv().await
+    }
+
+    /// Take whatever pushed messages and events are already waiting.
+    pub async fn drain(&self) -> Vec<Inbound> {
+        let mut rx = self.inbound.lock().await;
+        let mut v = Vec::new();
+        while let Ok(x) = rx.try_recv() {
+            v.push(x);
+        }
+        v
+    }
+
+    /// Mark messages processed: the broker drops them and they are never surfaced again.
+    pub fn ack(&self, ids: &[Id16]) {
+        if ids.is_empty() {
+            return;
+        }
+        lock(&self.shared.seen).mark_acked(ids);
+        let _ = self.out.send(ClientFrame::Ack { ids: ids.to_vec() });
+    }
+
+    /// Close the connection and stop reconnecting.
+    pub async fn close(self) {
+        self.shared.state.send_replace(ConnState::Closed);
+        self.task.abort();
+    }
+}
+
+/// What to do with one delivery.
+enum Accept {
+    New(InboxMessage),
+    /// Already processed: its ack was lost; repeat the ack.
+    Reack(Id16),
+    /// Already handed to the application and not yet acked.
+    Skip,
+}
+
+/// Dedupe, open and attribute one delivery.
+fn accept_delivery(sh: &Shared, d: Delivery) -> Accept {
+    {
+        let mut seen = lock(&sh.seen);
+        match seen.state(&d.msg_id) {
+            Some(true) => return Accept::Reack(d.msg_id),
+            Some(false) => return Accept::Skip,
+            None => seen.mark_surfaced(d.msg_id),
+        }
+    }
+    let opened = match &d.target {
+        Target::Peer(_) => seal::open_dm(&sh.opts.peer, &d.from, &d.from_xpk, &d.msg_id, &d.sealed),
+        t => seal::open_group(&sh.opts.mesh_key, &d.from, t, &d.msg_id, &d.sealed),
+    };
+    let (text, undecryptable) = match opened {
+        Ok(p) => (p.text, false),
+        Err(e) => (format!("[could not open this message: {e}]"), true),
+    };
+    Accept::New(InboxMessage {
+        id: d.msg_id.hex(),
+        from: d.from_name,
+        from_key: d.from.hex(),
+        to: d.to,
+        text,
+        priority: d.priority,
+        sent_at: crate::util::rfc3339(d.sent_at_ms),
+        sent_at_ms: d.sent_at_ms,
+        reply_to: d.reply_to.map(|r| r.hex()),
+        undecryptable,
+        msg_id: d.msg_id,
+    })
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = 200u64.saturating_mul(1 << attempt.min(6)).min(10_000);
+    // Full jitter in [base/2, base].
+    let j = crate::util::random_u64() % (base / 2 + 1);
+    Duration::from_millis(base / 2 + j)
+}
+
+fn is_fatal(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::NotMember | ErrorCode::NameTaken | ErrorCode::UnsupportedVersion | ErrorCode::BadSignature | ErrorCode::BadRequest
+    )
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame), ClientError> {
+    let o = &sh.opts;
+    let mut req = o
+        .ws_url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| ClientError::Refused { code: ErrorCode::BadRequest, message: format!("bad broker URL: {e}") })?;
+    let proto = match o.codec {
+        Codec::Binary => SUBPROTOCOL_BINARY,
+        Codec::Json => SUBPROTOCOL_JSON,
+    };
+    req.headers_mut().insert("sec-websocket-protocol", http_header(proto));
+    let cfg = crate::broker::http::ws_config(4 * 1024 * 1024);
+    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(req, Some(cfg), true))
+        .await
+        .map_err(|_| ClientError::NotConnected(format!("timed out connecting to {}", o.ws_url)))?
+        .map_err(|e| ClientError::NotConnected(format!("cannot reach {}: {e}", o.ws_url)))?;
+    let hello = make_hello(
+        &o.member,
+        &o.peer,
+        &HelloParams {
+            mesh_id: o.mesh_id,
+            name: &o.name,
+            session_id: &o.session_id,
+            hostname: &o.hostname,
+            cwd: &o.cwd,
+            push: o.push,
+            status: o.status,
+        },
+        now_ms(),
+    );
+    ws.send(encode(o.codec, &ClientFrame::Hello(hello)))
+        .await
+        .map_err(|e| ClientError::NotConnected(e.to_string()))?;
+    let first = tokio::time::timeout(Duration::from_secs(15), ws.next())
+        .await
+        .map_err(|_| ClientError::NotConnected("broker did not answer the hello".into()))?;
+    let frame = match first {
+        Some(Ok(WsMessage::Text(t))) => decode(o.codec, t.as_bytes()),
+        Some(Ok(WsMessage::Binary(b))) => decode(o.codec, &b),
+        Some(Ok(other)) => return Err(ClientError::NotConnected(format!("unexpected {other:?} before hello ack"))),
+        Some(Err(e)) => return Err(ClientError::NotConnected(e.to_string())),
+        None => return Err(ClientError::NotConnected("broker closed the connection during hello".into())),
+    }?;
+    match frame {
+        ServerFrame::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
+        f @ ServerFrame::HelloAck { .. } => Ok((ws, f)),
+        f => Err(ClientError::Unexpected(format!("expected hello_ack, got {f:?}"))),
+    }
+}
+
+fn http_header(s: &'static str) -> tokio_tungstenite::tungstenite::http::HeaderValue {
+    tokio_tungstenite::tungstenite::http::HeaderValue::from_static(s)
+}
+
+fn encode(codec: Codec, f: &ClientFrame) -> WsMessage {
+    match codec {
+        Codec::Json => WsMessage::Text(serde_json::to_string(f).unwrap_or_default().into()),
+        Codec::Binary => WsMessage::Binary(codec.encode(f)),
+    }
+}
+
+fn decode(codec: Codec, b: &[u8]) -> Result<ServerFrame, ClientError> {
+    codec.decode(b).map_err(|e| ClientError::Unexpected(format!("undecodable frame from broker: {e}")))
+}
+
+/// The connection task: connect, hello, pump frames, reconnect.
+async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) {
+    let mut attempt = 0u32;
+    loop {
+        if matches!(&*sh.state.borrow(), ConnState::Closed) {
+            return;
+        }
+        let (mut ws, ack) = match connect_once(&sh).await {
+            Ok(x) => x,
+            Err(ClientError::Refused { code, message }) if is_fatal(code) => {
+                sh.state.send_replace(ConnState::Failed(ClientError::Refused { code, message }));
+                fail_pending(&sh, None);
+                return;
+            }
+            Err(e) => {
+                let why = e.to_string();
+                tracing::debug!(error = %why, attempt, "connect failed");
+                sh.state.send_replace(ConnState::Connecting(why));
+                fail_pending(&sh, None);
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt = attempt.saturating_add(1);
+                continue;
+            }
+        };
+        attempt = 0;
+        if let ServerFrame::HelloAck { name, mesh_name, max_message_bytes, .. } = ack {
+            sh.state.send_replace(ConnState::Connected { name, mesh_name, max_message_bytes });
+        }
+        let mut written: HashSet<ReqId> = HashSet::new();
+        let mut ping = tokio::time::interval(Duration::from_secs(20));
+        ping.tick().await;
+        let mut last_rx = tokio::time::Instant::now();
+        let mut redelivery_acks: Vec<Id16> = Vec::new();
+        let why = loop {
+            if !redelivery_acks.is_empty() {
+                let ids = std::mem::take(&mut redelivery_acks);
+                if ws.send(encode(sh.opts.codec, &ClientFrame::Ack { ids })).await.is_err() {
+                    break "write failed".to_string();
+                }
+            }
+            tokio::select! {
+                m = ws.next() => {
+                    last_rx = tokio::time::Instant::now();
+                    let data = match m {
+                        Some(Ok(WsMessage::Text(t))) => bytes::Bytes::copy_from_slice(t.as_bytes()),
+                        Some(Ok(WsMessage::Binary(b))) => b,
+                        Some(Ok(WsMessage::Close(c))) => break format!("broker closed the connection ({c:?})"),
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => break e.to_string(),
+                        None => break "connection closed".to_string(),
+                    };
+                    let f = match decode(sh.opts.codec, &data) {
+                        Ok(f) => f,
+                        Err(e) => { tracing::warn!(error = %e, "ignoring frame"); continue; }
+                    };
+                    on_frame(&sh, f, &mut redelivery_acks, &mut written);
+                }
+                f = out_rx.recv() => {
+                    let Some(f) = f else { return };
+                    if let Some(id) = f.req_id() { written.insert(id); }
+                    if let Err(e) = ws.send(encode(sh.opts.codec, &f)).await {
+                        break e.to_string();
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_rx.elapsed() > Duration::from_secs(60) {
+                        break "broker stopped answering".to_string();
+                    }
+                    if ws.send(WsMessage::Ping(Default::default())).await.is_err() {
+                        break "write failed".to_string();
+                    }
+                }
+            }
+        };
+        tracing::debug!(reason = %why, "disconnected; reconnecting");
+        sh.state.send_replace(ConnState::Connecting(why));
+        fail_pending(&sh, Some(&written));
+        tokio::time::sleep(backoff(0)).await;
+    }
+}
+
+/// Fail requests whose frames were written to a connection that died (all, when `written`
+/// is `None`), so callers can retry.
+fn fail_pending(sh: &Shared, written: Option<&HashSet<ReqId>>) {
+    let mut p = lock(&sh.pending);
+    let ids: Vec<ReqId> = match written {
+        Some(w) => p.keys().filter(|k| w.contains(k)).copied().collect(),
+        None => p.keys().copied().collect(),
+    };
+    for id in ids {
+        if let Some(tx) = p.remove(&id) {
+            let _ = tx.send(Err(ClientError::Disconnected));
+        }
+    }
+}
+
+fn on_frame(sh: &Shared, f: ServerFrame, acks: &mut Vec<Id16>, written: &mut HashSet<ReqId>) {
+    let reply_id = match &f {
+        ServerFrame::Accepted { id, .. }
+        | ServerFrame::Messages { id, .. }
+        | ServerFrame::Peers { id, .. }
+        | ServerFrame::Ok { id }
+        | ServerFrame::Pong { id, .. } => Some(*id),
+        ServerFrame::Error { id, .. } => *id,
+        _ => None,
+    };
+    if let Some(id) = reply_id {
+        written.remove(&id);
+        if let Some(tx) = lock(&sh.pending).remove(&id) {
+            let _ = tx.send(Ok(f));
+        }
+        return;
+    }
+    match f {
+        ServerFrame::Deliver(d) => match accept_delivery(sh, d) {
+            Accept::New(m) => {
+                let _ = sh.inbound_tx.send(Inbound::Message(m));
+            }
+            Accept::Reack(id) => acks.push(id),
+            Accept::Skip => {}
+        },
+        ServerFrame::Event(e) => {
+            let _ = sh.inbound_tx.send(Inbound::Event(e));
+        }
+        ServerFrame::Error { code, message, .. } => {
+            tracing::warn!(?code, %message, "broker error");
+        }
+        _ => {}
+    }
+}
