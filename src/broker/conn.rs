@@ -49,6 +49,11 @@ pub async fn serve<S>(hub: Arc<Hub>, ws: WebSocketStream<S>, codec: Codec)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let _guard = hub.conn_guard();
+    let mut closing = hub.closing();
+    if *closing.borrow() {
+        return;
+    }
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Message>(hub.cfg.outbound_queue);
 
@@ -142,6 +147,10 @@ where
                 let _ = tx.try_send(close_msg(CloseCode::Away, "closed by broker"));
                 break;
             }
+            _ = closing.changed() => {
+                let _ = tx.try_send(close_msg(CloseCode::Restart, "broker shutting down"));
+                break;
+            }
             next = stream.next() => {
                 last_rx.store(now_ms(), Ordering::Relaxed);
                 match next {
@@ -163,7 +172,7 @@ where
     }
     hub.disconnect(&session);
     drop(tx);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
 }
 
 fn on_data(hub: &Arc<Hub>, s: &Session, codec: Codec, data: &[u8]) {

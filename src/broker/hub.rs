@@ -184,6 +184,9 @@ pub struct Hub {
     started: Instant,
     /// Serialises joins and admin changes (rare) so their validate→commit→apply is atomic.
     admin_lock: tokio::sync::Mutex<()>,
+    /// Flips to true at shutdown; every connection task watches it.
+    closing: tokio::sync::watch::Sender<bool>,
+    live_conns: std::sync::atomic::AtomicUsize,
 }
 
 impl Hub {
@@ -241,6 +244,8 @@ impl Hub {
             cfg,
             started: Instant::now(),
             admin_lock: tokio::sync::Mutex::new(()),
+            closing: tokio::sync::watch::channel(false).0,
+            live_conns: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -677,14 +682,25 @@ impl Hub {
         }
     }
 
-    /// Close every connection (graceful shutdown).
-    pub fn close_all(&self) {
-        let st = self.lock();
-        for p in st.peers.values() {
-            if let Some(c) = &p.conn {
-                let _ = c.try_send(Message::Close(None));
-            }
+    /// Tell every connection task to close (graceful shutdown) and wait up to `wait` for
+    /// them to finish.
+    pub async fn close_all(&self, wait: std::time::Duration) {
+        self.closing.send_replace(true);
+        let deadline = Instant::now() + wait;
+        while self.live_conns.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+    }
+
+    /// A receiver that changes to true when the broker shuts down.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Count a connection task for the lifetime of the returned guard.
+    pub fn conn_guard(self: &Arc<Self>) -> ConnGuard {
+        self.live_conns.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ConnGuard(self.clone())
     }
 
     // ---------------------------------------------------------------- frames
@@ -1070,6 +1086,15 @@ impl Hub {
             }
         }
         Ok(out)
+    }
+}
+
+/// Keeps the live-connection count while a connection task runs.
+pub struct ConnGuard(Arc<Hub>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.live_conns.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -169,11 +169,11 @@ async fn run(hub: Arc<Hub>, listener: TcpListener, mut shutdown: watch::Receiver
     }
     tracing::info!("shutting down: closing connections");
     drop(listener);
-    hub.close_all();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    hub.close_all(Duration::from_secs(3)).await;
     if let Err(e) = store.commit(Op::Flush).await {
         tracing::error!(error = %e, "final flush failed");
     }
+    store.close().await;
     let _ = std::fs::remove_file(hub.cfg.data_dir.join(admin::SOCKET_NAME));
     tracing::info!("broker stopped");
 }

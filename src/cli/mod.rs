@@ -3,10 +3,10 @@
 
 use crate::broker::admin::{self, AdminRequest};
 use crate::broker::{self, Config, Server};
-use crate::client::config::{Home, MeshConfig, OwnedMesh};
+use crate::client::config::Home;
+use crate::client::enroll;
 use crate::client::{Client, ClientOptions, Dest, Inbound, InboxMessage};
-use crate::crypto::{hello, invite, Identity};
-use crate::proto::{HttpError, Id16, JoinReply, JoinRequest, Key, Priority, Role};
+use crate::proto::{Id16, Priority, Role};
 use crate::util::{now_ms, parse_duration, rfc3339};
 use anyhow::{anyhow, bail, Context, Result};
 use argh::FromArgs;
@@ -354,41 +354,6 @@ fn expiry_ms(s: &str) -> Result<u64> {
     Ok(now_ms().saturating_add(d.as_millis() as u64))
 }
 
-/// Sign an invite for an owned mesh and register it with the broker; returns the link.
-async fn make_invite(dir: &std::path::Path, owned: &OwnedMesh, role: Role, expires: &str, uses: Option<u32>) -> Result<(String, u64)> {
-    let expires_ms = expiry_ms(expires)?;
-    let invite_id = Id16::random();
-    let info = admin::call(
-        dir,
-        &AdminRequest::InviteRegister { mesh: owned.name.clone(), invite_id, role, expires_ms, max_uses: uses },
-    )
-    .await?;
-    let broker_url = info["public_url"].as_str().unwrap_or(&owned.broker).to_string();
-    if info["owner_pk"].as_str() != Some(owned.owner_pk_hex().as_str()) {
-        bail!("the broker's mesh '{}' has a different owner key than this machine's copy", owned.name);
-    }
-    let owner = Identity::from_secrets(owned.owner_secret.0, owned.owner_xsecret.0);
-    let payload = invite::InvitePayload {
-        v: 1,
-        broker: broker_url,
-        mesh_id: owned.mesh_id,
-        mesh: owned.name.clone(),
-        owner: owner.public(),
-        invite_id,
-        role,
-        expires_ms,
-        max_uses: uses,
-        key_commit: invite::key_commit(&owned.mesh_key.0),
-    };
-    Ok((invite::create(&owner, &payload, &owned.mesh_key.0), expires_ms))
-}
-
-impl OwnedMesh {
-    fn owner_pk_hex(&self) -> String {
-        Identity::from_secrets(self.owner_secret.0, self.owner_xsecret.0).public().hex()
-    }
-}
-
 fn print_invite(link: &str, mesh: &str, role: Role, expires_ms: u64, uses: Option<u32>, json: bool) {
     if json {
         println!("{}", serde_json::json!({ "invite": link, "mesh": mesh, "role": role, "expires": rfc3339(expires_ms), "uses": uses }));
@@ -401,29 +366,10 @@ fn print_invite(link: &str, mesh: &str, role: Role, expires_ms: u64, uses: Optio
 }
 
 async fn mesh_create(home: &Home, c: MeshCreateCmd) -> Result<()> {
-    if !crate::util::valid_name(&c.name) {
-        bail!("invalid mesh name '{}': use 1-64 of A-Z a-z 0-9 . _ -", c.name);
-    }
     let dir = data_dir(c.data_dir);
-    let info = admin::call(&dir, &AdminRequest::Info).await?;
-    let mut owned = home.load_owned()?;
-    let owner = Identity::generate();
-    let (owner_secret, owner_xsecret) = owner.secrets();
-    let om = OwnedMesh {
-        name: c.name.clone(),
-        mesh_id: Key(crate::util::random_bytes()),
-        owner_secret: Key(owner_secret),
-        owner_xsecret: Key(owner_xsecret),
-        mesh_key: Key(crate::util::random_bytes()),
-        broker: info["public_url"].as_str().unwrap_or_default().to_string(),
-        created_ms: now_ms(),
-    };
-    admin::call(&dir, &AdminRequest::MeshCreate { name: c.name.clone(), mesh_id: om.mesh_id, owner_pk: owner.public() }).await?;
-    // Keep an older entry of the same name (another broker) unless it is this mesh.
-    owned.meshes.retain(|m| !(m.name == om.name && m.broker == om.broker));
-    owned.meshes.push(om.clone());
-    home.save_owned(&owned)?;
-    let (link, exp) = make_invite(&dir, &om, c.role, &c.expires, c.uses).await?;
+    let om = enroll::create_mesh(home, &dir, &c.name).await?;
+    let exp = expiry_ms(&c.expires)?;
+    let link = enroll::make_invite(&dir, &om, c.role, exp, c.uses).await?;
     if !c.json {
         println!("created mesh '{}' (owner keys in {})", c.name, home.owned_path().display());
     }
@@ -449,14 +395,9 @@ async fn mesh_list(c: MeshListCmd) -> Result<()> {
 
 async fn invite_cmd(home: &Home, c: InviteCmd) -> Result<()> {
     let dir = data_dir(c.data_dir);
-    let owned = home.load_owned()?;
-    let om = owned
-        .meshes
-        .iter()
-        .rev()
-        .find(|m| m.name == c.mesh)
-        .ok_or_else(|| anyhow!("this machine does not own a mesh named '{}' (owner keys live in {})", c.mesh, home.owned_path().display()))?;
-    let (link, exp) = make_invite(&dir, om, c.role, &c.expires, c.uses).await?;
+    let om = enroll::owned_mesh(home, &c.mesh)?;
+    let exp = expiry_ms(&c.expires)?;
+    let link = enroll::make_invite(&dir, &om, c.role, exp, c.uses).await?;
     print_invite(&link, &c.mesh, c.role, exp, c.uses, c.json);
     Ok(())
 }
@@ -474,61 +415,8 @@ fn default_name() -> String {
 }
 
 async fn join(home: &Home, c: JoinCmd) -> Result<()> {
-    let inv = invite::parse_link(&c.invite)?;
-    inv.payload.check_expiry(now_ms())?;
-    let mesh_key = inv.mesh_key.ok_or(invite::InviteError::MissingSecret)?;
     let name = c.name.unwrap_or_else(default_name);
-    if !crate::util::valid_name(&name) {
-        bail!("invalid name '{name}': use 1-64 of A-Z a-z 0-9 . _ -");
-    }
-    let mut cfg = home.load()?;
-    // Joining twice reuses the same member keys, so the broker sees the same member.
-    let existing = cfg.meshes.iter().find(|m| m.mesh_id == inv.payload.mesh_id).cloned();
-    let member = match &existing {
-        Some(m) => m.member(),
-        None => Identity::generate(),
-    };
-    let (ms, mx) = member.secrets();
-    let mut mc = MeshConfig {
-        mesh_id: inv.payload.mesh_id,
-        mesh_name: inv.payload.mesh.clone(),
-        broker: inv.payload.broker.clone(),
-        name: existing.as_ref().map(|m| m.name.clone()).unwrap_or(name),
-        role: inv.payload.role,
-        member_secret: Key(ms),
-        member_xsecret: Key(mx),
-        mesh_key: Key(mesh_key),
-        joined_ms: now_ms(),
-    };
-    let peer = mc.peer("cli");
-    let ts = now_ms();
-    let req = JoinRequest {
-        invite: inv.signed_part.clone(),
-        name: mc.name.clone(),
-        member_pk: member.public(),
-        member_xpk: member.x_public(),
-        peer_pk: peer.public(),
-        peer_xpk: peer.x_public(),
-        peer_cert: member.sign(&hello::cert_bytes(&mc.mesh_id, &peer.public(), &peer.x_public())),
-        ts_ms: ts,
-        sig: member.sign(&invite::join_bytes(&inv.payload.invite_id, &member.public(), &member.x_public(), &peer.public(), &mc.name, ts)),
-    };
-    let (status, body) = crate::client::http::request(&mc.broker, "POST", "/join", Some(serde_json::to_vec(&req)?)).await?;
-    if status != 200 {
-        let msg = serde_json::from_slice::<HttpError>(&body)
-            .map(|e| e.message)
-            .unwrap_or_else(|_| format!("HTTP {status}: {}", String::from_utf8_lossy(&body).chars().take(200).collect::<String>()));
-        bail!("join refused: {msg}");
-    }
-    let reply: JoinReply = serde_json::from_slice(&body).context("malformed join reply")?;
-    mc.name = reply.name.clone();
-    mc.role = reply.role;
-    if let Some(old) = existing {
-        mc.joined_ms = old.joined_ms;
-    }
-    cfg.meshes.retain(|m| m.mesh_id != mc.mesh_id);
-    cfg.meshes.push(mc.clone());
-    home.save(&cfg)?;
+    let (mc, reply) = enroll::join(home, &c.invite, &name).await?;
     if c.json {
         println!(
             "{}",

@@ -7,6 +7,7 @@
 //! calls [`Client::ack`] once it has processed it; only then does the broker drop it.
 
 pub mod config;
+pub mod enroll;
 pub mod http;
 mod seen;
 
@@ -271,7 +272,36 @@ impl Client {
     }
 
     /// Send a request frame and wait for its reply (errors become `Refused`).
-    async fn request(&self, make: impl FnOnce(ReqId) -> ClientFrame) -> Result<ServerFrame, ClientError> {
+    ///
+    /// Fails fast with `NotConnected` when the broker is unreachable right now. When the
+    /// connection drops mid-request, the request is retried (with a fresh id) after the
+    /// reconnect until `request_timeout`; every request is idempotent (sends carry their
+    /// message id, which the broker dedupes).
+    async fn request(&self, mut make: impl FnMut(ReqId) -> ClientFrame) -> Result<ServerFrame, ClientError> {
+        self.ensure_connected()?;
+        let t = self.shared.opts.request_timeout;
+        let deadline = tokio::time::Instant::now() + t;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let r = self.request_once(&mut make, deadline).await;
+            match r {
+                Err(ClientError::Disconnected | ClientError::NotConnected(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                    let _ = self.wait_connected(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+                }
+                Err(ClientError::Disconnected | ClientError::NotConnected(_)) => return Err(ClientError::Timeout(t)),
+                Ok(ServerFrame::Error { code, message, .. }) => return Err(ClientError::Refused { code, message }),
+                other => return other,
+            }
+        }
+    }
+
+    async fn request_once(
+        &self,
+        make: &mut impl FnMut(ReqId) -> ClientFrame,
+        deadline: tokio::time::Instant,
+    ) -> Result<ServerFrame, ClientError> {
         self.ensure_connected()?;
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -280,23 +310,18 @@ impl Client {
             lock(&self.shared.pending).remove(&id);
             return Err(ClientError::Closed);
         }
-        let t = self.shared.opts.request_timeout;
-        let r = match tokio::time::timeout(t, rx).await {
+        let r = match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(ClientError::Disconnected),
-            Err(_) => Err(ClientError::Timeout(t)),
+            Err(_) => Err(ClientError::Timeout(self.shared.opts.request_timeout)),
         };
         lock(&self.shared.pending).remove(&id);
-        match r? {
-            ServerFrame::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
-            f => Ok(f),
-        }
+        r
     }
 
     /// Look peers up by name or key (offline peers included).
     pub async fn resolve(&self, names: &[String]) -> Result<Vec<PeerInfo>, ClientError> {
-        let names = names.to_vec();
-        match self.request(|id| ClientFrame::Resolve { id, names }).await? {
+        match self.request(|id| ClientFrame::Resolve { id, names: names.to_vec() }).await? {
             ServerFrame::Peers { peers, .. } => Ok(peers),
             f => Err(ClientError::Unexpected(format!("{f:?}"))),
         }
@@ -309,7 +334,7 @@ impl Client {
         }
     }
 
-    async fn expect_ok(&self, make: impl FnOnce(ReqId) -> ClientFrame) -> Result<(), ClientError> {
+    async fn expect_ok(&self, make: impl FnMut(ReqId) -> ClientFrame) -> Result<(), ClientError> {
         match self.request(make).await? {
             ServerFrame::Ok { .. } => Ok(()),
             f => Err(ClientError::Unexpected(format!("{f:?}"))),
@@ -321,18 +346,15 @@ impl Client {
     }
 
     pub async fn set_summary(&self, summary: &str) -> Result<(), ClientError> {
-        let summary = summary.to_string();
-        self.expect_ok(|id| ClientFrame::SetSummary { id, summary }).await
+        self.expect_ok(|id| ClientFrame::SetSummary { id, summary: summary.to_string() }).await
     }
 
     pub async fn join_group(&self, group: &str, role: &str) -> Result<(), ClientError> {
-        let (group, role) = (group.to_string(), role.to_string());
-        self.expect_ok(|id| ClientFrame::JoinGroup { id, group, role }).await
+        self.expect_ok(|id| ClientFrame::JoinGroup { id, group: group.to_string(), role: role.to_string() }).await
     }
 
     pub async fn leave_group(&self, group: &str) -> Result<(), ClientError> {
-        let group = group.to_string();
-        self.expect_ok(|id| ClientFrame::LeaveGroup { id, group }).await
+        self.expect_ok(|id| ClientFrame::LeaveGroup { id, group: group.to_string() }).await
     }
 
     /// Round-trip time of a ping.
@@ -401,25 +423,12 @@ impl Client {
             };
             envelopes.push(Envelope { to, sealed });
         }
-        let deadline = tokio::time::Instant::now() + self.shared.opts.request_timeout;
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let env = envelopes.clone();
-            let r = self
-                .request(|id| ClientFrame::Send { id, msg_id, priority, reply_to, envelopes: env })
-                .await;
-            match r {
-                Ok(ServerFrame::Accepted { msg_id, recipients, duplicate, .. }) => {
-                    return Ok(SendReceipt { msg_id, recipients, duplicate })
-                }
-                Ok(f) => return Err(ClientError::Unexpected(format!("{f:?}"))),
-                Err(ClientError::Disconnected | ClientError::NotConnected(_)) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                    let _ = self.wait_connected(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
-                }
-                Err(e) => return Err(e),
-            }
+        match self
+            .request(|id| ClientFrame::Send { id, msg_id, priority, reply_to, envelopes: envelopes.clone() })
+            .await?
+        {
+            ServerFrame::Accepted { msg_id, recipients, duplicate, .. } => Ok(SendReceipt { msg_id, recipients, duplicate }),
+            f => Err(ClientError::Unexpected(format!("{f:?}"))),
         }
     }
 

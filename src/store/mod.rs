@@ -103,8 +103,14 @@ pub struct StoreStats {
 /// Handle to the writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    tx: std::sync::mpsc::Sender<(Op, Option<Done>)>,
+    tx: std::sync::mpsc::Sender<Msg>,
     pub stats: Arc<StoreStats>,
+}
+
+enum Msg {
+    Op(Op, Option<Done>),
+    /// Commit what is queued, close the file, and stop.
+    Close(std::sync::mpsc::Sender<()>),
 }
 
 fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -148,8 +154,17 @@ impl Store {
 
     /// Queue an op; `done` runs after its commit.
     pub fn submit(&self, op: Op, done: Option<Done>) {
-        if let Err(std::sync::mpsc::SendError((_, Some(done)))) = self.tx.send((op, done)) {
+        if let Err(std::sync::mpsc::SendError(Msg::Op(_, Some(done)))) = self.tx.send(Msg::Op(op, done)) {
             done(Err(Arc::new(StoreError::Closed)));
+        }
+    }
+
+    /// Commit everything queued, close the database file and stop the writer. Later
+    /// submissions fail with [`StoreError::Closed`]. Returns once the file is closed.
+    pub async fn close(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.tx.send(Msg::Close(tx)).is_ok() {
+            let _ = tokio::task::spawn_blocking(move || rx.recv()).await;
         }
     }
 
@@ -280,15 +295,24 @@ fn apply(tx: &redb::WriteTransaction, op: &Op) -> Result<(), StoreError> {
 
 const MAX_BATCH: usize = 4096;
 
-fn writer(db: Database, rx: std::sync::mpsc::Receiver<(Op, Option<Done>)>, stats: Arc<StoreStats>) {
+fn writer(db: Database, rx: std::sync::mpsc::Receiver<Msg>, stats: Arc<StoreStats>) {
     let mut batch: Vec<(Op, Option<Done>)> = Vec::with_capacity(256);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+    let mut closing: Option<std::sync::mpsc::Sender<()>> = None;
+    while closing.is_none() {
+        match rx.recv() {
+            Ok(Msg::Op(op, done)) => batch.push((op, done)),
+            Ok(Msg::Close(tx)) => closing = Some(tx),
+            Err(_) => break,
+        }
+        while batch.len() < MAX_BATCH && closing.is_none() {
             match rx.try_recv() {
-                Ok(x) => batch.push(x),
+                Ok(Msg::Op(op, done)) => batch.push((op, done)),
+                Ok(Msg::Close(tx)) => closing = Some(tx),
                 Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let result = write_batch(&db, &batch).map_err(Arc::new);
         stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -302,6 +326,16 @@ fn writer(db: Database, rx: std::sync::mpsc::Receiver<(Op, Option<Done>)>, stats
                 done(result.clone());
             }
         }
+    }
+    drop(db);
+    // Anything sent after close is refused.
+    while let Ok(m) = rx.try_recv() {
+        if let Msg::Op(_, Some(done)) = m {
+            done(Err(Arc::new(StoreError::Closed)));
+        }
+    }
+    if let Some(tx) = closing {
+        let _ = tx.send(());
     }
     tracing::debug!("store writer stopped");
 }
