@@ -818,13 +818,10 @@ impl Hub {
         }
         let limit = self.cfg.max_message_bytes;
         for e in &envelopes {
-            // 16-byte tag plus a few bytes of framing around the text.
-            let approx_text = e.sealed.ct.0.len().saturating_sub(32);
-            if approx_text > limit {
-                return refuse(
-                    ErrorCode::TooLarge,
-                    format!("message is {approx_text} bytes; the limit is {limit} bytes"),
-                );
+            // The limit applies to the sealed plaintext: ciphertext minus the 16-byte tag.
+            let size = e.sealed.ct.0.len().saturating_sub(16);
+            if size > limit {
+                return refuse(ErrorCode::TooLarge, format!("message is {size} bytes; the limit is {limit} bytes"));
             }
             if e.sealed.nonce.0.len() != 24 {
                 return refuse(ErrorCode::BadRequest, "sealed nonce must be 24 bytes");

@@ -392,16 +392,17 @@ impl Client {
         priority: Priority,
         reply_to: Option<Id16>,
     ) -> Result<SendReceipt, ClientError> {
+        let msg_id = Id16::random();
+        let plain = Plain { text: text.to_string(), sent_at_ms: now_ms() };
         if let ConnState::Connected { max_message_bytes, .. } = &*self.shared.state.borrow() {
-            if text.len() > *max_message_bytes as usize {
+            let size = seal::plain_len(&plain);
+            if size > *max_message_bytes as usize {
                 return Err(ClientError::Refused {
                     code: ErrorCode::TooLarge,
-                    message: format!("message is {} bytes; the limit is {} bytes", text.len(), max_message_bytes),
+                    message: format!("message is {size} bytes; the limit is {max_message_bytes} bytes"),
                 });
             }
         }
-        let msg_id = Id16::random();
-        let plain = Plain { text: text.to_string(), sent_at_ms: now_ms() };
         let me = &self.shared.opts.peer;
         let mut peer_iter = peers.iter();
         let mut envelopes = Vec::with_capacity(dests.len());

@@ -48,8 +48,14 @@ fn aead_key(ikm: &[u8], salt: Option<&[u8]>, info: &[u8]) -> XChaCha20Poly1305 {
     XChaCha20Poly1305::new(&k.into())
 }
 
+/// Size of the sealed plaintext for `p` (what the broker's per-message limit applies to).
+pub fn plain_len(p: &Plain) -> usize {
+    encode_plain(p).len()
+}
+
+/// The sealed plaintext is JSON (`{"text":..,"sent_at_ms":..}`), easy for any language.
 fn encode_plain(p: &Plain) -> Vec<u8> {
-    postcard::to_allocvec(p).unwrap_or_default()
+    serde_json::to_vec(p).unwrap_or_default()
 }
 
 fn seal_with(cipher: &XChaCha20Poly1305, eph: Option<Key>, plain: &Plain, aad: &[u8]) -> Sealed {
@@ -73,7 +79,7 @@ fn open_with(cipher: &XChaCha20Poly1305, sealed: &Sealed, aad: &[u8]) -> Result<
     let pt = cipher
         .decrypt(XNonce::from_slice(&sealed.nonce.0), Payload { msg: &sealed.ct.0, aad })
         .map_err(|_| CryptoError::Decrypt)?;
-    postcard::from_bytes(&pt).map_err(|_| CryptoError::Malformed("payload is not a message"))
+    serde_json::from_slice(&pt).map_err(|_| CryptoError::Malformed("payload is not a message"))
 }
 
 fn dm_cipher(dh1: [u8; 32], dh2: [u8; 32], eph: &Key, sender_x: &Key, rcpt_x: &Key) -> XChaCha20Poly1305 {

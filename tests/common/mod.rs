@@ -228,3 +228,45 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+pub type RawWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A bare WebSocket to the broker, speaking JSON text frames (no project client code).
+pub async fn raw_ws(addr: SocketAddr) -> RawWs {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    ws
+}
+
+pub async fn send_text(ws: &mut RawWs, text: impl Into<String>) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(text.into().into())).await.unwrap();
+}
+
+/// Next JSON frame from the broker, or `None` when the connection closed (or nothing came
+/// within `d`).
+pub async fn recv_json(ws: &mut RawWs, d: Duration) -> Option<serde_json::Value> {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        let m = tokio::time::timeout_at(deadline, ws.next()).await.ok()??;
+        match m {
+            Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => return serde_json::from_str(t.as_str()).ok(),
+            Ok(tokio_tungstenite::tungstenite::Message::Binary(b)) => return serde_json::from_slice(&b).ok(),
+            Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// True when the broker closes the connection within `d`.
+pub async fn closed_within(ws: &mut RawWs, d: Duration) -> bool {
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return false,
+            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))) => return true,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
