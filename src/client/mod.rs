@@ -132,7 +132,8 @@ pub enum Inbound {
 /// Connection state, observable by callers.
 #[derive(Debug, Clone)]
 pub enum ConnState {
-    Connecting(String),
+    /// Not connected; `failed_attempts` counts consecutive failed tries since the last success.
+    Connecting { why: String, failed_attempts: u32 },
     Connected { name: String, mesh_name: String, max_message_bytes: u32 },
     /// The broker refused us for a reason retrying will not fix.
     Failed(ClientError),
@@ -204,11 +205,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Client {
-    /// Start the connection task and wait until the first hello is accepted (or refused).
+    /// Start the connection task and wait for the outcome of the first attempt: connected,
+    /// refused, or unreachable (an error now rather than silent retrying).
     pub async fn connect(opts: ClientOptions, wait: Duration) -> Result<Client, ClientError> {
         let c = Client::start(opts);
-        c.wait_connected(wait).await?;
-        Ok(c)
+        let mut rx = c.shared.state.subscribe();
+        let r = tokio::time::timeout(wait, async {
+            loop {
+                match &*rx.borrow_and_update() {
+                    ConnState::Connected { .. } => return Ok(()),
+                    ConnState::Failed(e) => return Err(e.clone()),
+                    ConnState::Closed => return Err(ClientError::Closed),
+                    ConnState::Connecting { why, failed_attempts } if *failed_attempts > 0 => {
+                        return Err(ClientError::NotConnected(why.clone()))
+                    }
+                    ConnState::Connecting { .. } => {}
+                }
+                if rx.changed().await.is_err() {
+                    return Err(ClientError::Closed);
+                }
+            }
+        })
+        .await
+        .unwrap_or(Err(ClientError::Timeout(wait)));
+        r.map(|()| c)
     }
 
     /// Start the connection task without waiting; it connects and reconnects in the background.
@@ -216,7 +236,7 @@ impl Client {
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let seen = Seen::load(opts.seen_path.clone());
-        let (state, _) = watch::channel(ConnState::Connecting("starting".into()));
+        let (state, _) = watch::channel(ConnState::Connecting { why: "starting".into(), failed_attempts: 0 });
         let shared = Arc::new(Shared {
             opts,
             next_id: AtomicU64::new(1),
@@ -245,7 +265,7 @@ impl Client {
                     ConnState::Connected { .. } => return Ok(()),
                     ConnState::Failed(e) => return Err(e.clone()),
                     ConnState::Closed => return Err(ClientError::Closed),
-                    ConnState::Connecting(_) => {}
+                    ConnState::Connecting { .. } => {}
                 }
                 if rx.changed().await.is_err() {
                     return Err(ClientError::Closed);
@@ -256,7 +276,7 @@ impl Client {
         match r {
             Ok(x) => x,
             Err(_) => match &*self.shared.state.borrow() {
-                ConnState::Connecting(why) => Err(ClientError::NotConnected(why.clone())),
+                ConnState::Connecting { why, .. } => Err(ClientError::NotConnected(why.clone())),
                 _ => Err(ClientError::Timeout(wait)),
             },
         }
@@ -265,7 +285,7 @@ impl Client {
     fn ensure_connected(&self) -> Result<(), ClientError> {
         match &*self.shared.state.borrow() {
             ConnState::Connected { .. } => Ok(()),
-            ConnState::Connecting(why) => Err(ClientError::NotConnected(why.clone())),
+            ConnState::Connecting { why, .. } => Err(ClientError::NotConnected(why.clone())),
             ConnState::Failed(e) => Err(e.clone()),
             ConnState::Closed => Err(ClientError::Closed),
         }
@@ -626,7 +646,7 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
             Err(e) => {
                 let why = e.to_string();
                 tracing::debug!(error = %why, attempt, "connect failed");
-                sh.state.send_replace(ConnState::Connecting(why));
+                sh.state.send_replace(ConnState::Connecting { why, failed_attempts: attempt + 1 });
                 fail_pending(&sh, None);
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt = attempt.saturating_add(1);
@@ -684,7 +704,7 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
             }
         };
         tracing::debug!(reason = %why, "disconnected; reconnecting");
-        sh.state.send_replace(ConnState::Connecting(why));
+        sh.state.send_replace(ConnState::Connecting { why, failed_attempts: 0 });
         fail_pending(&sh, Some(&written));
         tokio::time::sleep(backoff(0)).await;
     }

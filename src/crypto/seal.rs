@@ -59,7 +59,10 @@ fn encode_plain(p: &Plain) -> Vec<u8> {
 }
 
 fn seal_with(cipher: &XChaCha20Poly1305, eph: Option<Key>, plain: &Plain, aad: &[u8]) -> Sealed {
-    let nonce: [u8; 24] = crate::util::random_bytes();
+    seal_with_nonce(cipher, eph, plain, aad, crate::util::random_bytes())
+}
+
+fn seal_with_nonce(cipher: &XChaCha20Poly1305, eph: Option<Key>, plain: &Plain, aad: &[u8], nonce: [u8; 24]) -> Sealed {
     let msg = encode_plain(plain);
     // Encryption with a valid key and in-memory buffer does not fail.
     let ct = cipher
@@ -99,6 +102,21 @@ pub fn seal_dm(sender: &Identity, rcpt_pk: &Key, rcpt_xpk: &Key, msg_id: &Id16, 
     let eph_pub = eph.x_public();
     let cipher = dm_cipher(eph.dh(rcpt_xpk), sender.dh(rcpt_xpk), &eph_pub, &sender.x_public(), rcpt_xpk);
     seal_with(&cipher, Some(eph_pub), plain, &aad(msg_id, &sender.public(), &Target::Peer(*rcpt_pk)))
+}
+
+/// [`seal_dm`] with a caller-chosen ephemeral secret and nonce: for test vectors only.
+#[doc(hidden)]
+pub fn seal_dm_fixed(sender: &Identity, rcpt_pk: &Key, rcpt_xpk: &Key, msg_id: &Id16, plain: &Plain, eph_secret: [u8; 32], nonce: [u8; 24]) -> Sealed {
+    let eph = Identity::from_secrets([0; 32], eph_secret);
+    let eph_pub = eph.x_public();
+    let cipher = dm_cipher(eph.dh(rcpt_xpk), sender.dh(rcpt_xpk), &eph_pub, &sender.x_public(), rcpt_xpk);
+    seal_with_nonce(&cipher, Some(eph_pub), plain, &aad(msg_id, &sender.public(), &Target::Peer(*rcpt_pk)), nonce)
+}
+
+/// [`seal_group`] with a caller-chosen nonce: for test vectors only.
+#[doc(hidden)]
+pub fn seal_group_fixed(mesh_key: &[u8; 32], from_pk: &Key, target: &Target, msg_id: &Id16, plain: &Plain, nonce: [u8; 24]) -> Sealed {
+    seal_with_nonce(&group_cipher(mesh_key), None, plain, &aad(msg_id, from_pk, target), nonce)
 }
 
 /// Open a DM addressed to `me`, from the peer with keys (`from_pk`, `from_xpk`).
