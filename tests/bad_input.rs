@@ -299,6 +299,49 @@ async fn join_endpoint_rejects_forged_and_malformed_requests() {
     assert_eq!(s, 403, "{}", String::from_utf8_lossy(&b));
     let (s, _) = claudemesh::client::http::request(&base, "GET", "/nope", None).await.unwrap();
     assert_eq!(s, 404);
+
+    // A correctly signed request for an expired invite (a client that skips the local check).
+    let short = enroll::make_invite(&mesh.data_dir(), &mesh.owned, Role::Member, now_ms() + 200, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let inv = claudemesh::crypto::invite::parse_link(&short).unwrap();
+    let ts = now_ms();
+    let req = claudemesh::proto::JoinRequest {
+        invite: inv.signed_part.clone(),
+        name: "tardy".into(),
+        member_pk: m.public(),
+        member_xpk: m.x_public(),
+        peer_pk: p.public(),
+        peer_xpk: p.x_public(),
+        peer_cert: m.sign(&claudemesh::crypto::hello::cert_bytes(&inv.payload.mesh_id, &p.public(), &p.x_public())),
+        ts_ms: ts,
+        sig: m.sign(&claudemesh::crypto::invite::join_bytes(&inv.payload.invite_id, &m.public(), &m.x_public(), &p.public(), "tardy", ts)),
+    };
+    let (s, b) = post(serde_json::to_vec(&req).unwrap()).await.unwrap();
+    assert_eq!(s, 410, "{}", String::from_utf8_lossy(&b));
+    let e: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(e["error"], "invite_expired");
+    assert!(e["message"].as_str().unwrap().contains("expired at"));
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped() {
+    let mesh = Mesh::start_with(|c| {
+        c.ping_interval = Duration::from_millis(200);
+        c.dead_after = Duration::from_millis(600);
+    })
+    .await;
+    let bob = mesh.member("bob").await;
+    let mut ws = raw_ws(mesh.server().addr).await;
+    send_text(&mut ws, frame(&ClientFrame::Hello(hello_for(&bob, now_ms())))).await;
+    recv_json(&mut ws, T).await.unwrap();
+    assert_eq!(mesh.server().hub.health().peers_online, 1);
+    // Never read again (so pings go unanswered).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while mesh.server().hub.health().peers_online > 0 {
+        assert!(std::time::Instant::now() < deadline, "dead connection was not dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(ws);
 }
 
 #[tokio::test]

@@ -491,7 +491,6 @@ impl Hub {
         // Validate against state; decide whether the peer record changes.
         let new_rec = {
             let mut st = self.lock();
-            st.hello_nonces.retain(|_, exp| *exp > now);
             if st.hello_nonces.contains_key(&(h.peer_pk, h.nonce)) {
                 return refuse(ErrorCode::ReplayedHello, "this hello was already used (replay)");
             }
@@ -629,6 +628,7 @@ impl Hub {
         let ping_after = self.cfg.ping_interval.as_millis() as u64;
         let dead_after = self.cfg.dead_after.as_millis() as u64;
         let mut st = self.lock();
+        st.hello_nonces.retain(|_, exp| *exp > now);
         // Presence: announce peers whose grace window ran out.
         let left: Vec<(Key, Key, String)> = st
             .peers

@@ -349,3 +349,96 @@ fn write_batch(db: &Database, batch: &[(Op, Option<Done>)]) -> Result<(), StoreE
     tx.commit()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Blob, Priority, Role, Sealed, Status, Target};
+
+    fn msg(seq: u64) -> StoredMessage {
+        StoredMessage {
+            seq,
+            msg_id: Id16([seq as u8; 16]),
+            mesh_id: Key([1; 32]),
+            from: Key([2; 32]),
+            from_xpk: Key([3; 32]),
+            from_name: "a".into(),
+            to_label: "*".into(),
+            target: Target::Broadcast,
+            priority: Priority::Next,
+            reply_to: None,
+            sealed: Sealed { eph: None, nonce: Blob(vec![0; 24].into()), ct: Blob(vec![9; 40].into()) },
+            sent_at_ms: 1,
+            expires_at_ms: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn committed_ops_are_there_after_reopen_and_acks_remove_rows() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let (s, l) = Store::open(d.path()).unwrap();
+            assert!(l.messages.is_empty());
+            s.commit(Op::PutMember(MemberRecord {
+                mesh_id: Key([1; 32]),
+                member_pk: Key([4; 32]),
+                member_xpk: Key([5; 32]),
+                name: "alice".into(),
+                role: Role::Member,
+                joined_ms: 1,
+                revoked: false,
+            }))
+            .await
+            .unwrap();
+            let p1 = Key([7; 32]);
+            let p2 = Key([8; 32]);
+            s.commit(Op::InsertMessages(vec![(Arc::new(msg(1)), vec![p1, p2]), (Arc::new(msg(2)), vec![p1])]))
+                .await
+                .unwrap();
+            s.commit(Op::Ack { peer: p1, seq: 2, delete_message: true }).await.unwrap();
+            s.close().await;
+        }
+        let (s, l) = Store::open(d.path()).unwrap();
+        assert_eq!(l.members.len(), 1);
+        assert_eq!(l.messages, vec![msg(1)]);
+        assert_eq!(l.queue.len(), 2);
+        assert_eq!(l.msg_ids.len(), 2, "dedupe ids outlive delivery");
+        assert!(s.stats.commits.load(Ordering::Relaxed) <= 1);
+        s.close().await;
+        // After close, submissions fail cleanly.
+        assert!(matches!(s.commit(Op::Flush).await.map_err(|e| e.to_string()), Err(m) if m.contains("stopped")));
+    }
+
+    #[tokio::test]
+    async fn many_concurrent_ops_share_commits() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, _) = Store::open(d.path()).unwrap();
+        let mut waits = Vec::new();
+        for i in 0..500u64 {
+            let s = s.clone();
+            waits.push(tokio::spawn(async move {
+                s.commit(Op::InsertMessages(vec![(Arc::new(msg(i + 1)), vec![Key([1; 32])])])).await
+            }));
+        }
+        for w in waits {
+            w.await.unwrap().unwrap();
+        }
+        let commits = s.stats.commits.load(Ordering::Relaxed);
+        assert!(commits < 500, "group commit batches ops ({commits} commits for 500 ops)");
+        s.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_newer_schema_is_refused_with_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(d.path().join("claudemesh.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert("schema_version", SCHEMA_VERSION + 1).unwrap();
+            tx.commit().unwrap();
+        }
+        let e = Store::open(d.path()).err().unwrap().to_string();
+        assert!(e.contains("newer claudemesh"), "{e}");
+        let _ = Status::Idle;
+    }
+}
