@@ -174,7 +174,7 @@ async fn oversized_message_is_refused_with_its_size_and_the_limit() {
     recv_json(&mut ws, T).await.unwrap();
     let peers = a.resolve(&["bob".into()]).await.unwrap();
     let f = json!({"send": {"id": 9, "msg_id": "00112233445566778899aabbccddeeff", "priority": "next", "reply_to": null,
-        "envelopes": [{"to": {"peer": peers[0].peer_pk.hex()}, "sealed": {"eph": null,
+        "envelopes": [{"to": {"peer": peers[0].peer_pk.hex()}, "sealed": {
         "nonce": claudemesh::util::b64(&[0u8; 24]), "ct": claudemesh::util::b64(&vec![1u8; 70_000])}}]}});
     send_text(&mut ws, f.to_string()).await;
     let v = recv_json(&mut ws, T).await.unwrap();

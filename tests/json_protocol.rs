@@ -67,11 +67,11 @@ fn aad(msg_id: &[u8], from: &[u8], target: &Value) -> Vec<u8> {
     a
 }
 
-fn dm_key(dh1: [u8; 32], dh2: [u8; 32], eph: &[u8; 32], sx: &[u8; 32], rx: &[u8; 32]) -> XChaCha20Poly1305 {
-    let ikm = [dh1, dh2].concat();
-    let salt = [&eph[..], &sx[..], &rx[..]].concat();
+fn dm_key(dh: [u8; 32], a: &[u8; 32], b: &[u8; 32]) -> XChaCha20Poly1305 {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let salt = [&lo[..], &hi[..]].concat();
     let mut k = [0u8; 32];
-    Hkdf::<Sha256>::new(Some(&salt), &ikm).expand(b"claudemesh/dm/v1", &mut k).unwrap();
+    Hkdf::<Sha256>::new(Some(&salt), &dh).expand(b"claudemesh/dm/v1", &mut k).unwrap();
     XChaCha20Poly1305::new(&k.into())
 }
 
@@ -173,15 +173,7 @@ async fn a_client_built_from_the_protocol_doc_joins_sends_and_receives() {
     let bob_pk = unhex32(peers["peers"][0]["peer_pk"].as_str().unwrap());
     let bob_xpk = unhex32(peers["peers"][0]["peer_xpk"].as_str().unwrap());
     let msg_id: [u8; 16] = rand();
-    let eph = x25519_dalek::StaticSecret::from(rand::<32>());
-    let eph_pub = x25519_dalek::PublicKey::from(&eph).to_bytes();
-    let cipher = dm_key(
-        eph.diffie_hellman(&bob_xpk.into()).to_bytes(),
-        peer_x.diffie_hellman(&bob_xpk.into()).to_bytes(),
-        &eph_pub,
-        &peer_xpk,
-        &bob_xpk,
-    );
+    let cipher = dm_key(peer_x.diffie_hellman(&bob_xpk.into()).to_bytes(), &peer_xpk, &bob_xpk);
     let target = json!({"peer": hex::encode(bob_pk)});
     let nonce: [u8; 24] = rand();
     let plain = json!({"text": "hello from another language", "sent_at_ms": now()}).to_string();
@@ -189,7 +181,7 @@ async fn a_client_built_from_the_protocol_doc_joins_sends_and_receives() {
         .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad: &aad(&msg_id, &peer_pk, &target) })
         .unwrap();
     let send = json!({"send": {"id": 2, "msg_id": hex::encode(msg_id), "priority": "now", "reply_to": null,
-        "envelopes": [{"to": target, "sealed": {"eph": hex::encode(eph_pub), "nonce": b64e(&nonce), "ct": b64e(&ct)}}]}});
+        "envelopes": [{"to": target, "sealed": {"nonce": b64e(&nonce), "ct": b64e(&ct)}}]}});
     ws.send(Message::Text(send.to_string().into())).await.unwrap();
     let accepted = next_frame(&mut ws, "accepted").await;
     assert_eq!((accepted["id"].as_u64(), accepted["recipients"].as_u64()), (Some(2), Some(1)));
@@ -208,15 +200,8 @@ async fn a_client_built_from_the_protocol_doc_joins_sends_and_receives() {
         let from = unhex32(d["from"].as_str().unwrap());
         let s = &d["sealed"];
         let cipher = if d["target"].get("peer").is_some() {
-            let eph = unhex32(s["eph"].as_str().unwrap());
             let from_x = unhex32(d["from_xpk"].as_str().unwrap());
-            dm_key(
-                peer_x.diffie_hellman(&eph.into()).to_bytes(),
-                peer_x.diffie_hellman(&from_x.into()).to_bytes(),
-                &eph,
-                &from_x,
-                &peer_xpk,
-            )
+            dm_key(peer_x.diffie_hellman(&from_x.into()).to_bytes(), &peer_xpk, &from_x)
         } else {
             group_key(&mesh_key)
         };

@@ -183,6 +183,8 @@ struct Shared {
     pending: Mutex<Pending>,
     state: watch::Sender<ConnState>,
     seen: Mutex<Seen>,
+    /// Cached DM pair keys (one X25519 per peer pair).
+    keys: Mutex<seal::PairKeys>,
     inbound_tx: mpsc::UnboundedSender<Inbound>,
 }
 
@@ -237,7 +239,9 @@ impl Client {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let seen = Seen::load(opts.seen_path.clone());
         let (state, _) = watch::channel(ConnState::Connecting { why: "starting".into(), failed_attempts: 0 });
+        let keys = Mutex::new(seal::PairKeys::new(opts.peer.clone()));
         let shared = Arc::new(Shared {
+            keys,
             opts,
             next_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
@@ -430,7 +434,7 @@ impl Client {
             let (to, sealed) = match d {
                 Dest::Peer(_) => {
                     let p = peer_iter.next().ok_or_else(|| ClientError::Unexpected("peer not resolved".into()))?;
-                    (Target::Peer(p.peer_pk), seal::seal_dm(me, &p.peer_pk, &p.peer_xpk, &msg_id, &plain))
+                    (Target::Peer(p.peer_pk), lock(&self.shared.keys).seal_dm(&p.peer_pk, &p.peer_xpk, &msg_id, &plain))
                 }
                 Dest::Group(g) => {
                     let t = Target::Group(g.clone());
@@ -525,7 +529,7 @@ fn accept_delivery(sh: &Shared, d: Delivery) -> Accept {
         }
     }
     let opened = match &d.target {
-        Target::Peer(_) => seal::open_dm(&sh.opts.peer, &d.from, &d.from_xpk, &d.msg_id, &d.sealed),
+        Target::Peer(_) => lock(&sh.keys).open_dm(&d.from, &d.from_xpk, &d.msg_id, &d.sealed),
         t => seal::open_group(&sh.opts.mesh_key, &d.from, t, &d.msg_id, &d.sealed),
     };
     let (text, undecryptable) = match opened {
@@ -688,7 +692,12 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
                 }
                 f = out_rx.recv() => {
                     let Some(f) = f else { return };
-                    if let Some(id) = f.req_id() { written.insert(id); }
+                    if let Some(id) = f.req_id() {
+                        // A request failed over (and retried under a new id) while its frame
+                        // waited here must not go out too.
+                        if !lock(&sh.pending).contains_key(&id) { continue; }
+                        written.insert(id);
+                    }
                     if let Err(e) = ws.send(encode(sh.opts.codec, &f)).await {
                         break e.to_string();
                     }

@@ -1,11 +1,14 @@
 //! Sealing message payloads end to end.
 //!
-//! DM: the sender makes an ephemeral X25519 key; key = HKDF-SHA256(ikm = DH(eph, rcpt) ||
-//! DH(sender, rcpt), salt = eph_pub || sender_xpub || rcpt_xpub, info = "claudemesh/dm/v1"),
-//! so only the recipient can open it and only the sender's X25519 key could have made it.
+//! DM: the two peers' static X25519 keys give a pair key,
+//! `HKDF-SHA256(ikm = X25519(s, R), salt = min(S, R) ‖ max(S, R), info = "claudemesh/dm/v1")`,
+//! the same in both directions, so only the two of them can open it. It is computed once per
+//! peer pair and cached ([`PairKeys`]); each message then costs one AEAD call.
 //! Group/broadcast: key = HKDF-SHA256(ikm = mesh key, info = "claudemesh/group/v1").
-//! Both use XChaCha20-Poly1305 with a random 24-byte nonce; the associated data binds the
-//! message id, the sender's peer key and the target, so the broker cannot re-address a payload.
+//! Both use XChaCha20-Poly1305 with a random 24-byte nonce (safe to pick at random under a
+//! long-lived key); the associated data binds the message id, the sender's peer key and the
+//! target, so the broker cannot re-address or re-attribute a payload, and a DM cannot be
+//! replayed in the other direction.
 
 use super::{CryptoError, Identity};
 use crate::proto::{Blob, Id16, Key, Sealed, Target};
@@ -14,8 +17,9 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use std::collections::HashMap;
 
-/// What is inside a sealed envelope.
+/// What is inside a sealed envelope (encoded as JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plain {
     pub text: String,
@@ -58,21 +62,11 @@ fn encode_plain(p: &Plain) -> Vec<u8> {
     serde_json::to_vec(p).unwrap_or_default()
 }
 
-fn seal_with(cipher: &XChaCha20Poly1305, eph: Option<Key>, plain: &Plain, aad: &[u8]) -> Sealed {
-    seal_with_nonce(cipher, eph, plain, aad, crate::util::random_bytes())
-}
-
-fn seal_with_nonce(cipher: &XChaCha20Poly1305, eph: Option<Key>, plain: &Plain, aad: &[u8], nonce: [u8; 24]) -> Sealed {
+fn seal_with(cipher: &XChaCha20Poly1305, plain: &Plain, aad: &[u8], nonce: [u8; 24]) -> Sealed {
     let msg = encode_plain(plain);
-    // Encryption with a valid key and in-memory buffer does not fail.
-    let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &msg, aad })
-        .unwrap_or_default();
-    Sealed {
-        eph,
-        nonce: Blob(nonce.to_vec().into()),
-        ct: Blob(ct.into()),
-    }
+    // Encryption with a valid key and an in-memory buffer does not fail.
+    let ct = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: &msg, aad }).unwrap_or_default();
+    Sealed { nonce: Blob(nonce.to_vec().into()), ct: Blob(ct.into()) }
 }
 
 fn open_with(cipher: &XChaCha20Poly1305, sealed: &Sealed, aad: &[u8]) -> Result<Plain, CryptoError> {
@@ -85,54 +79,86 @@ fn open_with(cipher: &XChaCha20Poly1305, sealed: &Sealed, aad: &[u8]) -> Result<
     serde_json::from_slice(&pt).map_err(|_| CryptoError::Malformed("payload is not a message"))
 }
 
-fn dm_cipher(dh1: [u8; 32], dh2: [u8; 32], eph: &Key, sender_x: &Key, rcpt_x: &Key) -> XChaCha20Poly1305 {
-    let mut ikm = [0u8; 64];
-    ikm[..32].copy_from_slice(&dh1);
-    ikm[32..].copy_from_slice(&dh2);
-    let mut salt = [0u8; 96];
-    salt[..32].copy_from_slice(&eph.0);
-    salt[32..64].copy_from_slice(&sender_x.0);
-    salt[64..].copy_from_slice(&rcpt_x.0);
-    aead_key(&ikm, Some(&salt), b"claudemesh/dm/v1")
+/// The DM key shared by `me` and the peer whose X25519 key is `their_x`.
+pub fn pair_cipher(me: &Identity, their_x: &Key) -> XChaCha20Poly1305 {
+    let mine = me.x_public();
+    let (lo, hi) = if mine.0 <= their_x.0 { (mine, *their_x) } else { (*their_x, mine) };
+    let mut salt = [0u8; 64];
+    salt[..32].copy_from_slice(&lo.0);
+    salt[32..].copy_from_slice(&hi.0);
+    aead_key(&me.dh(their_x), Some(&salt), b"claudemesh/dm/v1")
 }
 
-/// Seal a DM from `sender` (a peer identity) to the peer with keys (`rcpt_pk`, `rcpt_xpk`).
+/// A per-identity cache of pair keys (one X25519 per peer pair, not per message).
+pub struct PairKeys {
+    me: Identity,
+    cache: HashMap<Key, XChaCha20Poly1305>,
+}
+
+/// Cap on cached pair keys; the cache is simply cleared when it grows past this.
+const PAIR_CACHE_MAX: usize = 4096;
+
+impl PairKeys {
+    pub fn new(me: Identity) -> Self {
+        PairKeys { me, cache: HashMap::new() }
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.me
+    }
+
+    fn cipher(&mut self, their_x: &Key) -> &XChaCha20Poly1305 {
+        if self.cache.len() >= PAIR_CACHE_MAX && !self.cache.contains_key(their_x) {
+            self.cache.clear();
+        }
+        let me = &self.me;
+        self.cache.entry(*their_x).or_insert_with(|| pair_cipher(me, their_x))
+    }
+
+    /// Seal a DM to the peer with keys (`rcpt_pk`, `rcpt_xpk`).
+    pub fn seal_dm(&mut self, rcpt_pk: &Key, rcpt_xpk: &Key, msg_id: &Id16, plain: &Plain) -> Sealed {
+        let aad = aad(msg_id, &self.me.public(), &Target::Peer(*rcpt_pk));
+        seal_with(self.cipher(rcpt_xpk), plain, &aad, crate::util::random_bytes())
+    }
+
+    /// Open a DM addressed to us from the peer with keys (`from_pk`, `from_xpk`).
+    pub fn open_dm(&mut self, from_pk: &Key, from_xpk: &Key, msg_id: &Id16, sealed: &Sealed) -> Result<Plain, CryptoError> {
+        let aad = aad(msg_id, from_pk, &Target::Peer(self.me.public()));
+        open_with(self.cipher(from_xpk), sealed, &aad)
+    }
+}
+
+/// Seal a DM (uncached; see [`PairKeys`] for repeated use).
 pub fn seal_dm(sender: &Identity, rcpt_pk: &Key, rcpt_xpk: &Key, msg_id: &Id16, plain: &Plain) -> Sealed {
-    let eph = Identity::generate();
-    let eph_pub = eph.x_public();
-    let cipher = dm_cipher(eph.dh(rcpt_xpk), sender.dh(rcpt_xpk), &eph_pub, &sender.x_public(), rcpt_xpk);
-    seal_with(&cipher, Some(eph_pub), plain, &aad(msg_id, &sender.public(), &Target::Peer(*rcpt_pk)))
+    seal_dm_fixed(sender, rcpt_pk, rcpt_xpk, msg_id, plain, crate::util::random_bytes())
 }
 
-/// [`seal_dm`] with a caller-chosen ephemeral secret and nonce: for test vectors only.
+/// [`seal_dm`] with a caller-chosen nonce: for test vectors.
 #[doc(hidden)]
-pub fn seal_dm_fixed(sender: &Identity, rcpt_pk: &Key, rcpt_xpk: &Key, msg_id: &Id16, plain: &Plain, eph_secret: [u8; 32], nonce: [u8; 24]) -> Sealed {
-    let eph = Identity::from_secrets([0; 32], eph_secret);
-    let eph_pub = eph.x_public();
-    let cipher = dm_cipher(eph.dh(rcpt_xpk), sender.dh(rcpt_xpk), &eph_pub, &sender.x_public(), rcpt_xpk);
-    seal_with_nonce(&cipher, Some(eph_pub), plain, &aad(msg_id, &sender.public(), &Target::Peer(*rcpt_pk)), nonce)
+pub fn seal_dm_fixed(sender: &Identity, rcpt_pk: &Key, rcpt_xpk: &Key, msg_id: &Id16, plain: &Plain, nonce: [u8; 24]) -> Sealed {
+    let aad = aad(msg_id, &sender.public(), &Target::Peer(*rcpt_pk));
+    seal_with(&pair_cipher(sender, rcpt_xpk), plain, &aad, nonce)
 }
 
-/// [`seal_group`] with a caller-chosen nonce: for test vectors only.
-#[doc(hidden)]
-pub fn seal_group_fixed(mesh_key: &[u8; 32], from_pk: &Key, target: &Target, msg_id: &Id16, plain: &Plain, nonce: [u8; 24]) -> Sealed {
-    seal_with_nonce(&group_cipher(mesh_key), None, plain, &aad(msg_id, from_pk, target), nonce)
-}
-
-/// Open a DM addressed to `me`, from the peer with keys (`from_pk`, `from_xpk`).
+/// Open a DM addressed to `me` (uncached).
 pub fn open_dm(me: &Identity, from_pk: &Key, from_xpk: &Key, msg_id: &Id16, sealed: &Sealed) -> Result<Plain, CryptoError> {
-    let eph = sealed.eph.ok_or(CryptoError::Malformed("DM without ephemeral key"))?;
-    let cipher = dm_cipher(me.dh(&eph), me.dh(from_xpk), &eph, from_xpk, &me.x_public());
-    open_with(&cipher, sealed, &aad(msg_id, from_pk, &Target::Peer(me.public())))
+    open_with(&pair_cipher(me, from_xpk), sealed, &aad(msg_id, from_pk, &Target::Peer(me.public())))
 }
 
-fn group_cipher(mesh_key: &[u8; 32]) -> XChaCha20Poly1305 {
+/// The group/broadcast cipher for a mesh key.
+pub fn group_cipher(mesh_key: &[u8; 32]) -> XChaCha20Poly1305 {
     aead_key(mesh_key, None, b"claudemesh/group/v1")
 }
 
 /// Seal a group or broadcast message with the mesh key.
 pub fn seal_group(mesh_key: &[u8; 32], from_pk: &Key, target: &Target, msg_id: &Id16, plain: &Plain) -> Sealed {
-    seal_with(&group_cipher(mesh_key), None, plain, &aad(msg_id, from_pk, target))
+    seal_group_fixed(mesh_key, from_pk, target, msg_id, plain, crate::util::random_bytes())
+}
+
+/// [`seal_group`] with a caller-chosen nonce: for test vectors.
+#[doc(hidden)]
+pub fn seal_group_fixed(mesh_key: &[u8; 32], from_pk: &Key, target: &Target, msg_id: &Id16, plain: &Plain, nonce: [u8; 24]) -> Sealed {
+    seal_with(&group_cipher(mesh_key), plain, &aad(msg_id, from_pk, target), nonce)
 }
 
 /// Open a group or broadcast message with the mesh key.
@@ -157,27 +183,40 @@ mod tests {
         let s = seal_dm(&a, &b.public(), &b.x_public(), &id, &plain());
         assert_eq!(open_dm(&b, &a.public(), &a.x_public(), &id, &s).unwrap(), plain());
         assert_eq!(open_dm(&c, &a.public(), &a.x_public(), &id, &s), Err(CryptoError::Decrypt));
-        // The plaintext does not appear in the ciphertext.
         assert!(!s.ct.0.windows(10).any(|w| w == b"build is g"));
     }
 
     #[test]
-    fn dm_rejects_tampering_and_readdressing() {
+    fn cached_pair_keys_interoperate_with_uncached_ones() {
+        let a = Identity::generate();
+        let b = Identity::generate();
+        let mut ka = PairKeys::new(a.clone());
+        let mut kb = PairKeys::new(b.clone());
+        for _ in 0..3 {
+            let id = Id16::random();
+            let s = ka.seal_dm(&b.public(), &b.x_public(), &id, &plain());
+            assert_eq!(kb.open_dm(&a.public(), &a.x_public(), &id, &s).unwrap(), plain());
+            assert_eq!(open_dm(&b, &a.public(), &a.x_public(), &id, &s).unwrap(), plain());
+            let back = kb.seal_dm(&a.public(), &a.x_public(), &id, &plain());
+            assert_eq!(ka.open_dm(&b.public(), &b.x_public(), &id, &back).unwrap(), plain());
+        }
+    }
+
+    #[test]
+    fn dm_rejects_tampering_readdressing_and_reflection() {
         let a = Identity::generate();
         let b = Identity::generate();
         let id = Id16::random();
         let mut s = seal_dm(&a, &b.public(), &b.x_public(), &id, &plain());
-        // Wrong message id (the broker re-labelling) fails.
         assert!(open_dm(&b, &a.public(), &a.x_public(), &Id16::random(), &s).is_err());
-        // Claimed sender that did not seal it fails.
         let m = Identity::generate();
         assert!(open_dm(&b, &m.public(), &m.x_public(), &id, &s).is_err());
-        // Flipped ciphertext bit fails.
+        // Reflected back to its sender as if b had sent it: the AAD direction differs.
+        assert!(open_dm(&a, &b.public(), &b.x_public(), &id, &s).is_err());
         let mut ct = s.ct.0.to_vec();
         ct[0] ^= 1;
         s.ct = Blob(ct.into());
         assert_eq!(open_dm(&b, &a.public(), &a.x_public(), &id, &s), Err(CryptoError::Decrypt));
-        // Bad nonce length is a clear error.
         s.nonce = Blob(vec![0; 3].into());
         assert!(matches!(open_dm(&b, &a.public(), &a.x_public(), &id, &s), Err(CryptoError::Malformed(_))));
     }

@@ -74,7 +74,6 @@ mod tests {
                 Envelope {
                     to: Target::Peer(Key([2; 32])),
                     sealed: Sealed {
-                        eph: Some(Key([3; 32])),
                         nonce: Blob(vec![4; 24].into()),
                         ct: Blob(vec![5; 40].into()),
                     },
@@ -82,7 +81,6 @@ mod tests {
                 Envelope {
                     to: Target::Broadcast,
                     sealed: Sealed {
-                        eph: None,
                         nonce: Blob(vec![6; 24].into()),
                         ct: Blob(vec![7; 17].into()),
                     },

@@ -93,8 +93,6 @@ pub enum Target {
 /// An end-to-end encrypted payload. The broker stores and forwards it, never opens it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sealed {
-    /// Sender's ephemeral X25519 public key (DMs only).
-    pub eph: Option<Key>,
     /// 24-byte XChaCha20 nonce.
     pub nonce: Blob,
     /// Ciphertext with the 16-byte Poly1305 tag.

@@ -367,7 +367,7 @@ mod tests {
             target: Target::Broadcast,
             priority: Priority::Next,
             reply_to: None,
-            sealed: Sealed { eph: None, nonce: Blob(vec![0; 24].into()), ct: Blob(vec![9; 40].into()) },
+            sealed: Sealed { nonce: Blob(vec![0; 24].into()), ct: Blob(vec![9; 40].into()) },
             sent_at_ms: 1,
             expires_at_ms: 2,
         }
