@@ -316,3 +316,87 @@ async fn multiple_targets_in_one_send_deliver_one_copy_each() {
     assert_eq!(messages_within(&b, Duration::from_millis(500)).await.len(), 1);
     assert_eq!(messages_within(&c, Duration::from_millis(500)).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_long_queue_is_delivered_through_the_in_flight_window_without_dropping_the_reader() {
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let a = std::sync::Arc::new(alice.connect().await);
+    let bob_peer = a.resolve(&["bob".to_string()]).await.unwrap();
+    // 3,000 messages for an offline peer: more than one in-flight window (1,024).
+    let mut tasks = Vec::new();
+    for t in 0..10 {
+        let (a, bob_peer) = (a.clone(), bob_peer.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..300 {
+                a.send_resolved(&[Dest::parse("bob")], &bob_peer, &format!("{t}-{i}"), Priority::Now, None).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let b = bob.connect().await;
+    let mut got = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < 3000 {
+        let m = tokio::time::timeout_at(deadline, next_message(&b, WAIT)).await.unwrap().expect("keeps flowing");
+        b.ack(&[m.msg_id]);
+        assert!(got.insert(m.text), "no duplicates");
+    }
+    assert!(matches!(b.state(), claudemesh::client::ConnState::Connected { .. }), "never dropped as a slow reader");
+}
+
+#[tokio::test]
+async fn concurrent_profile_changes_all_take_effect() {
+    let mesh = Mesh::start().await;
+    let b = std::sync::Arc::new(mesh.member("bob").await.connect().await);
+    let (b1, b2, b3) = (b.clone(), b.clone(), b.clone());
+    let (r1, r2, r3) = tokio::join!(
+        async move { b1.join_group("eng", "lead").await },
+        async move { b2.join_group("ops", "member").await },
+        async move { b3.set_summary("on call").await },
+    );
+    (r1.unwrap(), r2.unwrap(), r3.unwrap());
+    let me = b.list_peers().await.unwrap().into_iter().find(|p| p.name == "bob").unwrap();
+    let mut groups: Vec<&str> = me.groups.iter().map(|g| g.group.as_str()).collect();
+    groups.sort();
+    assert_eq!(groups, vec!["eng", "ops"]);
+    assert_eq!(me.summary, "on call");
+}
+
+#[tokio::test]
+async fn a_one_shot_command_does_not_disconnect_a_listening_session() {
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let listening = bob.connect().await;
+    // `claudemesh peers` / `send` as bob: a second, non-push connection of the same peer.
+    let mut o = bob.opts();
+    o.push = false;
+    let one_shot = claudemesh::client::Client::connect(o, WAIT).await.unwrap();
+    one_shot.list_peers().await.unwrap();
+    one_shot.close().await;
+    let a = alice.connect().await;
+    a.send(&[Dest::parse("bob")], "still listening?", Priority::Now, None).await.unwrap();
+    assert_eq!(next_message(&listening, WAIT).await.unwrap().text, "still listening?");
+}
+
+#[tokio::test]
+async fn a_newer_session_replaces_the_older_which_stops_instead_of_fighting() {
+    let mesh = Mesh::start().await;
+    let bob = mesh.member("bob").await;
+    let first = bob.connect().await;
+    let second = bob.connect().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let claudemesh::client::ConnState::Failed(e) = first.state() {
+            assert_eq!(e.code(), Some(claudemesh::proto::ErrorCode::SessionReplaced));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "old session was not told it was replaced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    second.ping().await.unwrap();
+    assert!(matches!(second.state(), claudemesh::client::ConnState::Connected { .. }));
+}

@@ -130,7 +130,7 @@ where
         last_rx: last_rx.clone(),
     };
     let session = match hub.hello(&hello, handle).await {
-        Ok((s, _)) => s,
+        Ok(s) => s,
         Err(e) => {
             tracing::info!(code = ?e.code, reason = %e.message, "hello refused");
             let _ = tx.try_send(encode_msg(codec, &ServerFrame::error(None, e.code, e.message)));
@@ -172,22 +172,22 @@ where
     }
     hub.disconnect(&session);
     drop(tx);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+    // Give the writer a moment to flush the close; a peer that stopped reading does not get
+    // to keep the socket and its queue alive.
+    let mut writer = writer;
+    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut writer).await.is_err() {
+        writer.abort();
+    }
 }
 
 fn on_data(hub: &Arc<Hub>, s: &Session, codec: Codec, data: &[u8]) {
+    let frame = codec.decode::<ClientFrame>(data);
     if !hub.allow_frame(s) {
-        hub.reply(
-            s,
-            &ServerFrame::error(
-                peek_id(codec, data),
-                ErrorCode::RateLimited,
-                format!("rate limit exceeded ({} frames/s); slow down and retry", hub.cfg.rate_per_s),
-            ),
-        );
-        return;
+        let id = frame.as_ref().ok().and_then(ClientFrame::req_id).or_else(|| peek_id(codec, data));
+        let msg = format!("rate limit exceeded ({} frames/s); slow down and retry", hub.cfg.rate_per_s);
+        return hub.reply(s, &ServerFrame::error(id, ErrorCode::RateLimited, msg));
     }
-    match codec.decode::<ClientFrame>(data) {
+    match frame {
         Ok(f) => hub.handle(s, f),
         Err(e) => hub.reply(s, &ServerFrame::error(peek_id(codec, data), ErrorCode::BadFrame, e.to_string())),
     }

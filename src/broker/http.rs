@@ -77,7 +77,7 @@ pub fn ws_config(max_frame: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)
-        .max_write_buffer_size(max_frame * 2)
+        .max_write_buffer_size(64 * 1024 * 1024)
         .max_message_size(Some(max_frame))
         .max_frame_size(Some(max_frame))
 }

@@ -61,7 +61,7 @@ impl Config {
             grace: Duration::from_secs(90),
             ping_interval: Duration::from_secs(30),
             dead_after: Duration::from_secs(75),
-            sweep_interval: Duration::from_secs(5),
+            sweep_interval: Duration::from_secs(1),
             outbound_queue: 4096,
         }
     }

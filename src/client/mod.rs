@@ -532,9 +532,10 @@ fn accept_delivery(sh: &Shared, d: Delivery) -> Accept {
         Target::Peer(_) => lock(&sh.keys).open_dm(&d.from, &d.from_xpk, &d.msg_id, &d.sealed),
         t => seal::open_group(&sh.opts.mesh_key, &d.from, t, &d.msg_id, &d.sealed),
     };
-    let (text, undecryptable) = match opened {
-        Ok(p) => (p.text, false),
-        Err(e) => (format!("[could not open this message: {e}]"), true),
+    // The timestamp inside the sealed payload is the sender's own, not the broker's.
+    let (text, undecryptable, sent_at_ms) = match opened {
+        Ok(p) => (p.text, false, p.sent_at_ms),
+        Err(e) => (format!("[could not open this message: {e}]"), true, d.sent_at_ms),
     };
     Accept::New(InboxMessage {
         id: d.msg_id.hex(),
@@ -543,8 +544,8 @@ fn accept_delivery(sh: &Shared, d: Delivery) -> Accept {
         to: d.to,
         text,
         priority: d.priority,
-        sent_at: crate::util::rfc3339(d.sent_at_ms),
-        sent_at_ms: d.sent_at_ms,
+        sent_at: crate::util::rfc3339(sent_at_ms),
+        sent_at_ms,
         reply_to: d.reply_to.map(|r| r.hex()),
         undecryptable,
         msg_id: d.msg_id,
@@ -561,7 +562,12 @@ fn backoff(attempt: u32) -> Duration {
 fn is_fatal(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::NotMember | ErrorCode::NameTaken | ErrorCode::UnsupportedVersion | ErrorCode::BadSignature | ErrorCode::BadRequest
+        ErrorCode::NotMember
+            | ErrorCode::NameTaken
+            | ErrorCode::UnsupportedVersion
+            | ErrorCode::BadSignature
+            | ErrorCode::BadRequest
+            | ErrorCode::SessionReplaced
     )
 }
 
@@ -579,7 +585,8 @@ async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame), ClientError> {
         Codec::Json => SUBPROTOCOL_JSON,
     };
     req.headers_mut().insert("sec-websocket-protocol", http_header(proto));
-    let cfg = crate::broker::http::ws_config(4 * 1024 * 1024);
+    // The broker is trusted to size its replies sensibly (a large `peers` or `messages` reply).
+    let cfg = crate::broker::http::ws_config(64 * 1024 * 1024);
     let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(req, Some(cfg), true))
         .await
         .map_err(|_| ClientError::NotConnected(format!("timed out connecting to {}", o.ws_url)))?
@@ -712,6 +719,10 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
                 }
             }
         };
+        if matches!(&*sh.state.borrow(), ConnState::Failed(_) | ConnState::Closed) {
+            fail_pending(&sh, None);
+            return;
+        }
         tracing::debug!(reason = %why, "disconnected; reconnecting");
         sh.state.send_replace(ConnState::Connecting { why, failed_attempts: 0 });
         fail_pending(&sh, Some(&written));
@@ -761,6 +772,10 @@ fn on_frame(sh: &Shared, f: ServerFrame, acks: &mut Vec<Id16>, written: &mut Has
         },
         ServerFrame::Event(e) => {
             let _ = sh.inbound_tx.send(Inbound::Event(e));
+        }
+        ServerFrame::Error { code: ErrorCode::SessionReplaced, message, .. } => {
+            // Another process took over this session: stop instead of fighting over it.
+            sh.state.send_replace(ConnState::Failed(ClientError::Refused { code: ErrorCode::SessionReplaced, message }));
         }
         ServerFrame::Error { code, message, .. } => {
             tracing::warn!(?code, %message, "broker error");

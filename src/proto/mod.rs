@@ -234,6 +234,8 @@ pub enum ErrorCode {
     InviteExpired,
     InviteUsedUp,
     UnknownMesh,
+    /// This session connected again elsewhere; the older connection is closed.
+    SessionReplaced,
     Storage,
     Internal,
 }

@@ -34,8 +34,9 @@ const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers");
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 /// recipient peer key (32) ‖ message seq (8, big-endian) → () : one row per undelivered copy
 const QUEUE: TableDefinition<&[u8], ()> = TableDefinition::new("queue");
-/// client message id (16) → expiry ms : send dedupe, kept for the retention period
-const MSG_IDS: TableDefinition<&[u8], u64> = TableDefinition::new("msg_ids");
+/// sender peer key (32) ‖ client message id (16) → MsgIdRecord : send dedupe, kept for the
+/// retention period
+const MSG_IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("msg_ids");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -66,14 +67,17 @@ pub enum Op {
     PutInvite(InviteRecord),
     PutMember(MemberRecord),
     PutPeer(PeerRecord),
-    /// New messages, each with one queue row per recipient, plus their dedupe ids.
-    InsertMessages(Vec<(Arc<StoredMessage>, Vec<Key>)>),
+    /// One accepted send: its dedupe record and its messages, each with one queue row per
+    /// recipient.
+    InsertMessages { id: MsgIdRecord, msgs: Vec<(Arc<StoredMessage>, Vec<Key>)> },
+    /// Several ops in the same transaction (all or nothing).
+    Batch(Vec<Op>),
     /// Commits nothing; completes once everything submitted before it is durable.
     Flush,
     /// A recipient acknowledged; drop its queue row (and the message when no copies remain).
     Ack { peer: Key, seq: u64, delete_message: bool },
     /// Retention: drop messages and every queue row that still points at them.
-    Expire { seqs: Vec<(u64, Vec<Key>)>, msg_ids: Vec<Id16> },
+    Expire { seqs: Vec<(u64, Vec<Key>)>, msg_ids: Vec<(Key, Id16)> },
 }
 
 /// What runs after the op's batch committed (or failed).
@@ -89,7 +93,7 @@ pub struct Loaded {
     pub messages: Vec<StoredMessage>,
     /// (recipient, seq) pairs still queued.
     pub queue: Vec<(Key, u64)>,
-    pub msg_ids: Vec<(Id16, u64)>,
+    pub msg_ids: Vec<MsgIdRecord>,
 }
 
 /// Counters for benchmarks and `/health`.
@@ -98,6 +102,8 @@ pub struct StoreStats {
     pub commits: AtomicU64,
     pub ops: AtomicU64,
     pub failed_commits: AtomicU64,
+    /// Messages (one per envelope) made durable.
+    pub messages: AtomicU64,
 }
 
 /// Handle to the writer thread. Cheap to clone.
@@ -125,6 +131,13 @@ fn queue_key(peer: &Key, seq: u64) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..32].copy_from_slice(&peer.0);
     k[32..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn msg_id_key(from: &Key, id: &Id16) -> [u8; 48] {
+    let mut k = [0u8; 48];
+    k[..32].copy_from_slice(&from.0);
+    k[32..].copy_from_slice(&id.0);
     k
 }
 
@@ -233,16 +246,18 @@ fn load(db: &Database) -> Result<Loaded, StoreError> {
         }
     }
     for row in tx.open_table(MSG_IDS)?.iter()? {
-        let (k, v) = row?;
-        if let Ok(id) = <[u8; 16]>::try_from(k.value()) {
-            l.msg_ids.push((Id16(id), v.value()));
-        }
+        l.msg_ids.push(dec("msg_ids", row?.1.value())?);
     }
     Ok(l)
 }
 
-fn apply(tx: &redb::WriteTransaction, op: &Op) -> Result<(), StoreError> {
+fn apply(tx: &redb::WriteTransaction, op: &Op, stats: &StoreStats) -> Result<(), StoreError> {
     match op {
+        Op::Batch(ops) => {
+            for op in ops {
+                apply(tx, op, stats)?;
+            }
+        }
         Op::PutMesh(m) => {
             tx.open_table(MESHES)?.insert(&m.mesh_id.0[..], &enc(m)[..])?;
         }
@@ -256,17 +271,17 @@ fn apply(tx: &redb::WriteTransaction, op: &Op) -> Result<(), StoreError> {
         Op::PutPeer(p) => {
             tx.open_table(PEERS)?.insert(&p.peer_pk.0[..], &enc(p)[..])?;
         }
-        Op::InsertMessages(msgs) => {
+        Op::InsertMessages { id, msgs } => {
+            tx.open_table(MSG_IDS)?.insert(&msg_id_key(&id.from, &id.msg_id)[..], &enc(id)[..])?;
             let mut m = tx.open_table(MESSAGES)?;
             let mut q = tx.open_table(QUEUE)?;
-            let mut ids = tx.open_table(MSG_IDS)?;
             for (msg, recipients) in msgs {
                 m.insert(msg.seq, &enc(&**msg)[..])?;
                 for r in recipients {
                     q.insert(&queue_key(r, msg.seq)[..], ())?;
                 }
-                ids.insert(&msg.msg_id.0[..], msg.expires_at_ms)?;
             }
+            stats.messages.fetch_add(msgs.len() as u64, Ordering::Relaxed);
         }
         Op::Flush => {}
         Op::Ack { peer, seq, delete_message } => {
@@ -285,8 +300,8 @@ fn apply(tx: &redb::WriteTransaction, op: &Op) -> Result<(), StoreError> {
                 }
             }
             let mut ids = tx.open_table(MSG_IDS)?;
-            for id in msg_ids {
-                ids.remove(&id.0[..])?;
+            for (from, id) in msg_ids {
+                ids.remove(&msg_id_key(from, id)[..])?;
             }
         }
     }
@@ -314,7 +329,7 @@ fn writer(db: Database, rx: std::sync::mpsc::Receiver<Msg>, stats: Arc<StoreStat
         if batch.is_empty() {
             continue;
         }
-        let result = write_batch(&db, &batch).map_err(Arc::new);
+        let result = write_batch(&db, &batch, &stats).map_err(Arc::new);
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
@@ -340,11 +355,11 @@ fn writer(db: Database, rx: std::sync::mpsc::Receiver<Msg>, stats: Arc<StoreStat
     tracing::debug!("store writer stopped");
 }
 
-fn write_batch(db: &Database, batch: &[(Op, Option<Done>)]) -> Result<(), StoreError> {
+fn write_batch(db: &Database, batch: &[(Op, Option<Done>)], stats: &StoreStats) -> Result<(), StoreError> {
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate);
     for (op, _) in batch {
-        apply(&tx, op)?;
+        apply(&tx, op, stats)?;
     }
     tx.commit()?;
     Ok(())
@@ -392,9 +407,12 @@ mod tests {
             .unwrap();
             let p1 = Key([7; 32]);
             let p2 = Key([8; 32]);
-            s.commit(Op::InsertMessages(vec![(Arc::new(msg(1)), vec![p1, p2]), (Arc::new(msg(2)), vec![p1])]))
-                .await
-                .unwrap();
+            s.commit(Op::InsertMessages {
+                id: MsgIdRecord { from: Key([2; 32]), msg_id: Id16([1; 16]), expires_ms: 9, recipients: 3 },
+                msgs: vec![(Arc::new(msg(1)), vec![p1, p2]), (Arc::new(msg(2)), vec![p1])],
+            })
+            .await
+            .unwrap();
             s.commit(Op::Ack { peer: p1, seq: 2, delete_message: true }).await.unwrap();
             s.close().await;
         }
@@ -402,7 +420,8 @@ mod tests {
         assert_eq!(l.members.len(), 1);
         assert_eq!(l.messages, vec![msg(1)]);
         assert_eq!(l.queue.len(), 2);
-        assert_eq!(l.msg_ids.len(), 2, "dedupe ids outlive delivery");
+        assert_eq!(l.msg_ids.len(), 1, "dedupe ids outlive delivery");
+        assert_eq!(l.msg_ids[0].recipients, 3);
         assert!(s.stats.commits.load(Ordering::Relaxed) <= 1);
         s.close().await;
         // After close, submissions fail cleanly.
@@ -417,7 +436,8 @@ mod tests {
         for i in 0..500u64 {
             let s = s.clone();
             waits.push(tokio::spawn(async move {
-                s.commit(Op::InsertMessages(vec![(Arc::new(msg(i + 1)), vec![Key([1; 32])])])).await
+                let id = MsgIdRecord { from: Key([2; 32]), msg_id: Id16([i as u8; 16]), expires_ms: 9, recipients: 1 };
+                s.commit(Op::InsertMessages { id, msgs: vec![(Arc::new(msg(i + 1)), vec![Key([1; 32])])] }).await
             }));
         }
         for w in waits {

@@ -66,3 +66,13 @@ pub struct StoredMessage {
     pub sent_at_ms: u64,
     pub expires_at_ms: u64,
 }
+
+/// A send's dedupe record: the same (sender, message id) is stored once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsgIdRecord {
+    pub from: Key,
+    pub msg_id: Id16,
+    pub expires_ms: u64,
+    /// How many recipients the original send reached (repeated in `duplicate` replies).
+    pub recipients: u32,
+}

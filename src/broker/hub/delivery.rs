@@ -1,0 +1,338 @@
+//! Delivery: accepting a send (validate → commit → queue → push → `accepted`), pushing with
+//! priority gating and a per-connection in-flight window, acks, and pulls.
+
+use super::{refuse, reply_conn, send_on, Hub, MsgEntry, Pending, Refusal, SentId, Session, State, MAX_INFLIGHT};
+use crate::proto::*;
+use crate::store::*;
+use crate::util::{now_ms, valid_group};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Most sealed bytes returned by one `pull` (the rest stays queued for the next pull).
+const PULL_BYTES: usize = 1024 * 1024;
+
+enum Prepared {
+    /// Already stored: answer now.
+    Duplicate(u32),
+    /// Same id still being committed: the reply comes with the original's outcome.
+    Waiting,
+    Store(MsgIdRecord, Vec<(Arc<StoredMessage>, Vec<Key>)>),
+}
+
+impl Hub {
+    pub(super) fn send(
+        self: &Arc<Self>,
+        s: &Session,
+        id: ReqId,
+        msg_id: Id16,
+        priority: Priority,
+        reply_to: Option<Id16>,
+        envelopes: Vec<Envelope>,
+    ) {
+        let (rec, batch) = match self.prepare_send(s, id, msg_id, priority, reply_to, envelopes) {
+            Ok(Prepared::Duplicate(recipients)) => {
+                return self.reply(s, &ServerFrame::Accepted { id, msg_id, recipients, duplicate: true })
+            }
+            Ok(Prepared::Waiting) => return,
+            Ok(Prepared::Store(rec, batch)) => (rec, batch),
+            Err(e) => return self.reply(s, &ServerFrame::error(Some(id), e.code, e.message)),
+        };
+        let hub = self.clone();
+        let sess = *s;
+        let done_batch = batch.clone();
+        self.store.submit(
+            Op::InsertMessages { id: rec, msgs: batch },
+            Some(Box::new(move |res| hub.finish_send(&sess, id, msg_id, done_batch, res))),
+        );
+    }
+
+    fn prepare_send(
+        &self,
+        s: &Session,
+        id: ReqId,
+        msg_id: Id16,
+        priority: Priority,
+        reply_to: Option<Id16>,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Prepared, Refusal> {
+        if envelopes.is_empty() {
+            return refuse(ErrorCode::BadRequest, "send has no envelopes");
+        }
+        if envelopes.len() > self.cfg.max_envelopes {
+            return refuse(ErrorCode::BadRequest, format!("send has more than {} envelopes", self.cfg.max_envelopes));
+        }
+        let limit = self.cfg.max_message_bytes;
+        for e in &envelopes {
+            // The limit applies to the sealed plaintext: ciphertext minus the 16-byte tag.
+            let size = e.sealed.ct.0.len().saturating_sub(16);
+            if size > limit {
+                return refuse(ErrorCode::TooLarge, format!("message is {size} bytes; the limit is {limit} bytes"));
+            }
+            if e.sealed.nonce.0.len() != 24 {
+                return refuse(ErrorCode::BadRequest, "sealed nonce must be 24 bytes");
+            }
+        }
+        let now = now_ms();
+        let mut st = self.lock();
+        let st = &mut *st;
+        if let Some(prev) = st.sent_ids.get_mut(&(s.peer, msg_id)) {
+            return Ok(match &mut prev.waiting {
+                Some(w) => {
+                    w.push((*s, id));
+                    Prepared::Waiting
+                }
+                None => Prepared::Duplicate(prev.recipients),
+            });
+        }
+        let Some(me) = st.peers.get(&s.peer) else {
+            return refuse(ErrorCode::NotAuthenticated, "unknown session");
+        };
+        let (from_xpk, from_name, my_member) = (me.rec.peer_xpk, me.rec.name.clone(), me.rec.member_pk);
+        let Some(mesh) = st.meshes.get(&s.mesh) else {
+            return refuse(ErrorCode::NotMember, "mesh is gone");
+        };
+        // A peer gets one copy even when several envelopes reach it (the first wins).
+        let mut seen: HashSet<Key> = HashSet::new();
+        let mut plan: Vec<(Envelope, String, Vec<Key>)> = Vec::new();
+        for env in envelopes {
+            let (label, recipients): (String, Vec<Key>) = match &env.to {
+                Target::Peer(pk) => {
+                    let Some(p) = st.peers.get(pk).filter(|p| p.rec.mesh_id == s.mesh) else {
+                        return refuse(ErrorCode::UnknownTarget, format!("no peer with key {} in this mesh", pk.short()));
+                    };
+                    (p.rec.name.clone(), vec![*pk])
+                }
+                Target::Group(g) => {
+                    if !valid_group(g) {
+                        return refuse(ErrorCode::BadRequest, "invalid group name");
+                    }
+                    let sub = format!("{g}/");
+                    let r: Vec<Key> = mesh
+                        .peers
+                        .iter()
+                        .filter(|pk| **pk != s.peer)
+                        .filter(|pk| {
+                            st.peers.get(pk).is_some_and(|p| {
+                                p.rec.groups.iter().any(|x| x.group == *g || x.group.starts_with(&sub))
+                            })
+                        })
+                        .copied()
+                        .collect();
+                    if r.is_empty() {
+                        return refuse(ErrorCode::UnknownTarget, format!("no other peer is in @{g}"));
+                    }
+                    (format!("@{g}"), r)
+                }
+                Target::Broadcast => {
+                    // Every session of every other member; never back to the sender's own.
+                    let r: Vec<Key> = mesh
+                        .peers
+                        .iter()
+                        .filter(|pk| st.peers.get(pk).is_some_and(|p| p.rec.member_pk != my_member))
+                        .copied()
+                        .collect();
+                    ("*".to_string(), r)
+                }
+            };
+            let recipients: Vec<Key> = recipients
+                .into_iter()
+                .filter(|r| seen.insert(*r))
+                // Another sender's message with the same id is already queued there.
+                .filter(|r| st.peers.get(r).is_some_and(|p| !p.by_msg.contains_key(&msg_id)))
+                .collect();
+            plan.push((env, label, recipients));
+        }
+        let expires = now + self.cfg.retention.as_millis() as u64;
+        let mut batch = Vec::with_capacity(plan.len());
+        let mut total = 0u32;
+        for (env, label, recipients) in plan {
+            if recipients.is_empty() {
+                continue; // nothing to store for it
+            }
+            total += recipients.len() as u32;
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            let msg = StoredMessage {
+                seq,
+                msg_id,
+                mesh_id: s.mesh,
+                from: s.peer,
+                from_xpk,
+                from_name: from_name.clone(),
+                to_label: label,
+                target: env.to,
+                priority,
+                reply_to,
+                sealed: env.sealed,
+                sent_at_ms: now,
+                expires_at_ms: expires,
+            };
+            batch.push((Arc::new(msg), recipients));
+        }
+        st.sent_ids.insert((s.peer, msg_id), SentId { expires_ms: expires, recipients: total, waiting: Some(Vec::new()) });
+        let rec = MsgIdRecord { from: s.peer, msg_id, expires_ms: expires, recipients: total };
+        Ok(Prepared::Store(rec, batch))
+    }
+
+    /// Runs on the store writer after the commit: queue, push, acknowledge.
+    fn finish_send(
+        &self,
+        s: &Session,
+        id: ReqId,
+        msg_id: Id16,
+        batch: Vec<(Arc<StoredMessage>, Vec<Key>)>,
+        res: Result<(), Arc<StoreError>>,
+    ) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let key = (s.peer, msg_id);
+        if let Err(e) = res {
+            let waiting = st.sent_ids.remove(&key).and_then(|x| x.waiting).unwrap_or_default();
+            let r: Refusal = e.into();
+            for (sess, rid) in std::iter::once((*s, id)).chain(waiting) {
+                reply_conn(st, &sess, &ServerFrame::error(Some(rid), r.code, r.message.clone()));
+            }
+            return;
+        }
+        let (waiting, total) = match st.sent_ids.get_mut(&key) {
+            Some(x) => (x.waiting.take().unwrap_or_default(), x.recipients),
+            None => (Vec::new(), 0),
+        };
+        let mut touched = Vec::new();
+        for (msg, recipients) in batch {
+            let seq = msg.seq;
+            let mut remaining = 0;
+            for r in &recipients {
+                if let Some(p) = st.peers.get_mut(r) {
+                    p.queue.insert(seq, Pending::default());
+                    p.by_msg.insert(msg_id, seq);
+                    remaining += 1;
+                    touched.push((*r, seq));
+                }
+            }
+            st.messages.insert(seq, MsgEntry::new(msg, remaining));
+        }
+        reply_conn(st, s, &ServerFrame::Accepted { id, msg_id, recipients: total, duplicate: false });
+        for (sess, rid) in waiting {
+            reply_conn(st, &sess, &ServerFrame::Accepted { id: rid, msg_id, recipients: total, duplicate: true });
+        }
+        for (peer, seq) in touched {
+            try_push(st, &peer, seq);
+        }
+    }
+
+    pub(super) fn ack(&self, s: &Session, ids: &[Id16]) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        for id in ids {
+            let Some(p) = st.peers.get_mut(&s.peer) else { return };
+            let Some(seq) = p.by_msg.remove(id) else { continue }; // unknown or already acked
+            if p.queue.remove(&seq).is_some_and(|pend| pend.inflight) {
+                p.inflight = p.inflight.saturating_sub(1);
+            }
+            let delete_message = match st.messages.get_mut(&seq) {
+                Some(e) => {
+                    e.remaining = e.remaining.saturating_sub(1);
+                    e.remaining == 0
+                }
+                None => false,
+            };
+            if delete_message {
+                st.messages.remove(&seq);
+            }
+            self.store.submit(Op::Ack { peer: s.peer, seq, delete_message }, None);
+        }
+        // Refill the in-flight window once it has drained by half.
+        if st.peers.get(&s.peer).is_some_and(|p| p.backlog && p.inflight < MAX_INFLIGHT / 2) {
+            push_eligible(st, &s.peer);
+        }
+    }
+
+    pub(super) fn pull(&self, s: &Session, id: ReqId, limit: u32) -> Result<ServerFrame, Refusal> {
+        let mut st = self.lock();
+        let State { peers, messages, .. } = &mut *st;
+        let Some(p) = peers.get_mut(&s.peer) else {
+            return refuse(ErrorCode::NotAuthenticated, "unknown session");
+        };
+        let limit = if limit == 0 { 1000 } else { limit.min(1000) } as usize;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for (seq, pend) in p.queue.iter_mut() {
+            if out.len() >= limit || (bytes >= PULL_BYTES && !out.is_empty()) {
+                break;
+            }
+            if let Some(e) = messages.get(seq) {
+                bytes += e.msg.sealed.ct.0.len();
+                pend.pushed_on = s.conn_id;
+                out.push(e.delivery());
+            }
+        }
+        Ok(ServerFrame::Messages { id, messages: out })
+    }
+
+    pub(super) fn set_status(&self, s: &Session, id: ReqId, status: Status) {
+        let mut st = self.lock();
+        let Some(p) = st.peers.get_mut(&s.peer) else { return };
+        p.rec.status = status;
+        // Reply first so the client sees `ok` before the deliveries it unlocked.
+        reply_conn(&mut st, s, &ServerFrame::Ok { id });
+        push_eligible(&mut st, &s.peer);
+    }
+}
+
+fn gate_allows(status: Status, pr: Priority) -> bool {
+    match pr {
+        Priority::Now => true,
+        Priority::Next => status == Status::Idle,
+        Priority::Low => false,
+    }
+}
+
+/// Push one queued message if the peer has a push connection, its status allows it, and its
+/// in-flight window has room.
+pub(super) fn try_push(st: &mut State, peer: &Key, seq: u64) {
+    let State { peers, messages, .. } = st;
+    let Some(p) = peers.get_mut(peer) else { return };
+    let Some(c) = p.push_conn.as_ref() else { return };
+    let Some(pend) = p.queue.get_mut(&seq) else { return };
+    let Some(e) = messages.get(&seq) else { return };
+    if pend.pushed_on == c.id || !gate_allows(p.rec.status, e.msg.priority) {
+        return;
+    }
+    if p.inflight >= MAX_INFLIGHT {
+        p.backlog = true;
+        return;
+    }
+    if send_on(c, &p.rec.name, e.frame(c.codec)) {
+        pend.pushed_on = c.id;
+        pend.inflight = true;
+        p.inflight += 1;
+    }
+}
+
+/// Push everything eligible, in order, until the in-flight window is full.
+pub(super) fn push_eligible(st: &mut State, peer: &Key) {
+    let State { peers, messages, .. } = st;
+    let Some(p) = peers.get_mut(peer) else { return };
+    let Some(c) = p.push_conn.clone() else { return };
+    p.backlog = false;
+    for (seq, pend) in p.queue.iter_mut() {
+        if pend.pushed_on == c.id {
+            continue;
+        }
+        let Some(e) = messages.get(seq) else { continue };
+        if !gate_allows(p.rec.status, e.msg.priority) {
+            continue;
+        }
+        if p.inflight >= MAX_INFLIGHT {
+            p.backlog = true;
+            return;
+        }
+        if !send_on(&c, &p.rec.name, e.frame(c.codec)) {
+            return;
+        }
+        pend.pushed_on = c.id;
+        pend.inflight = true;
+        p.inflight += 1;
+    }
+}

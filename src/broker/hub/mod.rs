@@ -1,0 +1,463 @@
+//! The hub: the broker's in-memory state (meshes, members, peers, presence, queues) and every
+//! operation on it. Durable changes go through the store first; a send is acknowledged and
+//! delivered only after its commit.
+//!
+//! Locking: one `std::sync::Mutex` around [`State`], never held across an `.await`. Socket
+//! writes are `try_send` into each connection's bounded outbound queue, so no lock waits on I/O.
+//!
+//! Submodules: `enroll` (meshes, invites, joins), `session` (hello, disconnect, presence,
+//! housekeeping), `delivery` (send, push, ack, pull), `peers` (profile changes and lookups).
+
+mod delivery;
+mod enroll;
+mod peers;
+mod session;
+
+use super::conn::ConnHandle;
+use super::Config;
+use crate::proto::*;
+use crate::store::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A refusal with a stable code (sent to clients as an error frame or HTTP error body).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal { code, message: message.into() })
+}
+
+impl From<Arc<StoreError>> for Refusal {
+    fn from(e: Arc<StoreError>) -> Self {
+        Refusal { code: ErrorCode::Storage, message: format!("the broker could not store this: {e}") }
+    }
+}
+
+/// Most deliveries pushed to one connection and not yet acked; the rest wait (flow control,
+/// so a long queue cannot overflow a connection's outbound buffer).
+const MAX_INFLIGHT: u32 = 1024;
+
+/// Token bucket for per-peer rate limits.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(burst: f64) -> Self {
+        Bucket { tokens: burst, last: Instant::now() }
+    }
+    fn take(&mut self, rate: f64, burst: f64) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A queued copy of a message for one recipient.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pending {
+    /// Connection it was last handed to (0 = never); resent on any other connection.
+    pushed_on: u64,
+    /// Counted in the push connection's in-flight window.
+    inflight: bool,
+}
+
+struct PeerState {
+    rec: PeerRecord,
+    /// The connection deliveries are pushed to: the newest one that asked for pushes.
+    push_conn: Option<ConnHandle>,
+    /// Other live connections of this peer (one-shot commands that do not take pushes).
+    other_conns: Vec<ConnHandle>,
+    connected_since_ms: u64,
+    queue: BTreeMap<u64, Pending>,
+    /// Message id → queue seq, for acks.
+    by_msg: HashMap<Id16, u64>,
+    /// Pushed to `push_conn`, not yet acked.
+    inflight: u32,
+    /// Something eligible is waiting because the in-flight window was full.
+    backlog: bool,
+    bucket: Bucket,
+    /// Disconnected at this time and still inside the grace window (no "left" event yet).
+    away_since: Option<u64>,
+}
+
+impl PeerState {
+    fn new(rec: PeerRecord, burst: f64) -> Self {
+        PeerState {
+            rec,
+            push_conn: None,
+            other_conns: Vec::new(),
+            connected_since_ms: 0,
+            queue: BTreeMap::new(),
+            by_msg: HashMap::new(),
+            inflight: 0,
+            backlog: false,
+            bucket: Bucket::new(burst),
+            away_since: None,
+        }
+    }
+
+    fn online(&self) -> bool {
+        self.push_conn.is_some() || !self.other_conns.is_empty()
+    }
+
+    fn conn(&self, id: u64) -> Option<&ConnHandle> {
+        self.push_conn.iter().chain(self.other_conns.iter()).find(|c| c.id == id)
+    }
+
+    fn info(&self) -> PeerInfo {
+        PeerInfo {
+            peer_pk: self.rec.peer_pk,
+            peer_xpk: self.rec.peer_xpk,
+            member_pk: self.rec.member_pk,
+            name: self.rec.name.clone(),
+            online: self.online(),
+            status: self.rec.status,
+            summary: self.rec.summary.clone(),
+            groups: self.rec.groups.clone(),
+            hostname: self.rec.hostname.clone(),
+            cwd: self.rec.cwd.clone(),
+            connected_since_ms: if self.online() { self.connected_since_ms } else { 0 },
+            last_seen_ms: self.rec.last_seen_ms,
+        }
+    }
+}
+
+/// A stored message plus its encoded `deliver` frames, made once and shared by all recipients.
+struct MsgEntry {
+    msg: Arc<StoredMessage>,
+    remaining: u32,
+    json: OnceLock<Message>,
+    bin: OnceLock<Message>,
+}
+
+impl MsgEntry {
+    fn new(msg: Arc<StoredMessage>, remaining: u32) -> Self {
+        MsgEntry { msg, remaining, json: OnceLock::new(), bin: OnceLock::new() }
+    }
+
+    fn delivery(&self) -> Delivery {
+        let m = &self.msg;
+        Delivery {
+            msg_id: m.msg_id,
+            from: m.from,
+            from_xpk: m.from_xpk,
+            from_name: m.from_name.clone(),
+            to: m.to_label.clone(),
+            target: m.target.clone(),
+            priority: m.priority,
+            reply_to: m.reply_to,
+            sealed: m.sealed.clone(),
+            sent_at_ms: m.sent_at_ms,
+            expires_at_ms: m.expires_at_ms,
+        }
+    }
+
+    fn frame(&self, codec: Codec) -> Message {
+        let cell = match codec {
+            Codec::Json => &self.json,
+            Codec::Binary => &self.bin,
+        };
+        cell.get_or_init(|| encode_msg(codec, &ServerFrame::Deliver(self.delivery()))).clone()
+    }
+}
+
+/// Encode a frame as a WebSocket message for a connection's codec.
+pub fn encode_msg(codec: Codec, f: &ServerFrame) -> Message {
+    match codec {
+        Codec::Json => Message::Text(serde_json::to_string(f).unwrap_or_default().into()),
+        Codec::Binary => Message::Binary(codec.encode(f)),
+    }
+}
+
+/// Who holds a name in a mesh: its member, and the peer it currently resolves to.
+#[derive(Debug, Clone)]
+struct NameOwner {
+    member: Key,
+    peer: Option<Key>,
+}
+
+struct MeshState {
+    rec: MeshRecord,
+    members: HashMap<Key, MemberRecord>,
+    peers: HashSet<Key>,
+    names: HashMap<String, NameOwner>,
+}
+
+impl MeshState {
+    fn new(rec: MeshRecord) -> Self {
+        MeshState { rec, members: HashMap::new(), peers: HashSet::new(), names: HashMap::new() }
+    }
+}
+
+/// Dedupe state of one (sender, message id).
+struct SentId {
+    expires_ms: u64,
+    recipients: u32,
+    /// Still waiting for its commit; retries that arrive meanwhile wait here for the outcome.
+    waiting: Option<Vec<(Session, ReqId)>>,
+}
+
+/// A presence change waiting to be announced (announcements are coalesced per sweep).
+struct PresenceNote {
+    mesh: Key,
+    about: Key,
+    kind: &'static str,
+    name: String,
+    text: String,
+}
+
+#[derive(Default)]
+struct State {
+    meshes: HashMap<Key, MeshState>,
+    mesh_by_name: HashMap<String, Key>,
+    invites: HashMap<Id16, InviteRecord>,
+    peers: HashMap<Key, PeerState>,
+    messages: HashMap<u64, MsgEntry>,
+    sent_ids: HashMap<(Key, Id16), SentId>,
+    /// Hello nonces seen recently, with the time they stop mattering.
+    hello_nonces: HashMap<(Key, Id16), u64>,
+    presence: Vec<PresenceNote>,
+    next_seq: u64,
+    next_conn: u64,
+    last_retention_ms: u64,
+}
+
+/// Snapshot for `/health`.
+#[derive(Debug, serde::Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+    pub uptime_s: u64,
+    pub meshes: usize,
+    pub peers_online: usize,
+    pub connections: usize,
+    pub queued_messages: usize,
+    pub store_commits: u64,
+    pub store_ops: u64,
+    pub store_messages: u64,
+}
+
+/// One line of `mesh list`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MeshSummary {
+    pub name: String,
+    pub mesh_id: String,
+    pub members: usize,
+    pub peers: usize,
+    pub peers_online: usize,
+    pub created: String,
+}
+
+/// What a connection learns from a successful hello.
+#[derive(Debug, Clone, Copy)]
+pub struct Session {
+    pub peer: Key,
+    pub mesh: Key,
+    pub conn_id: u64,
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    store: Store,
+    pub cfg: Arc<Config>,
+    started: Instant,
+    /// Serialises joins and admin changes (rare) so their validate→commit→apply is atomic.
+    admin_lock: tokio::sync::Mutex<()>,
+    /// Flips to true at shutdown; every connection task watches it.
+    closing: tokio::sync::watch::Sender<bool>,
+    live_conns: AtomicUsize,
+}
+
+impl Hub {
+    pub fn new(cfg: Arc<Config>, store: Store, loaded: Loaded) -> Arc<Hub> {
+        let mut st = State { next_seq: 1, next_conn: 1, ..Default::default() };
+        for m in loaded.meshes {
+            st.mesh_by_name.insert(m.name.clone(), m.mesh_id);
+            st.meshes.insert(m.mesh_id, MeshState::new(m));
+        }
+        for i in loaded.invites {
+            st.invites.insert(i.invite_id, i);
+        }
+        for m in loaded.members {
+            if let Some(ms) = st.meshes.get_mut(&m.mesh_id) {
+                ms.names.insert(m.name.clone(), NameOwner { member: m.member_pk, peer: None });
+                ms.members.insert(m.member_pk, m);
+            }
+        }
+        // A name resolves to its member's most recently seen peer using it.
+        let mut peers = loaded.peers;
+        peers.sort_by_key(|p| p.last_seen_ms);
+        for p in peers {
+            let Some(ms) = st.meshes.get_mut(&p.mesh_id) else { continue };
+            ms.peers.insert(p.peer_pk);
+            let owner = ms.names.entry(p.name.clone()).or_insert(NameOwner { member: p.member_pk, peer: None });
+            if owner.member == p.member_pk {
+                owner.peer = Some(p.peer_pk);
+            }
+            st.peers.insert(p.peer_pk, PeerState::new(p, cfg.rate_burst));
+        }
+        for m in loaded.messages {
+            st.next_seq = st.next_seq.max(m.seq + 1);
+            st.messages.insert(m.seq, MsgEntry::new(Arc::new(m), 0));
+        }
+        for (peer, seq) in loaded.queue {
+            let (Some(ps), Some(e)) = (st.peers.get_mut(&peer), st.messages.get_mut(&seq)) else { continue };
+            e.remaining += 1;
+            ps.queue.insert(seq, Pending::default());
+            ps.by_msg.insert(e.msg.msg_id, seq);
+        }
+        let orphans: Vec<u64> = st.messages.iter().filter(|(_, e)| e.remaining == 0).map(|(s, _)| *s).collect();
+        for seq in &orphans {
+            st.messages.remove(seq);
+        }
+        if !orphans.is_empty() {
+            store.submit(Op::Expire { seqs: orphans.into_iter().map(|s| (s, vec![])).collect(), msg_ids: vec![] }, None);
+        }
+        for r in loaded.msg_ids {
+            st.sent_ids.insert((r.from, r.msg_id), SentId { expires_ms: r.expires_ms, recipients: r.recipients, waiting: None });
+        }
+        tracing::info!(meshes = st.meshes.len(), peers = st.peers.len(), queued = st.messages.len(), "state loaded");
+        Arc::new(Hub {
+            state: Mutex::new(st),
+            store,
+            cfg,
+            started: Instant::now(),
+            admin_lock: tokio::sync::Mutex::new(()),
+            closing: tokio::sync::watch::channel(false).0,
+            live_conns: AtomicUsize::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug; keep serving with the data as is.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn health(&self) -> Health {
+        let st = self.lock();
+        let stats = &self.store.stats;
+        Health {
+            status: "ok",
+            version: crate::VERSION,
+            uptime_s: self.started.elapsed().as_secs(),
+            meshes: st.meshes.len(),
+            peers_online: st.peers.values().filter(|p| p.online()).count(),
+            connections: self.live_conns.load(Ordering::Relaxed),
+            queued_messages: st.messages.len(),
+            store_commits: stats.commits.load(Ordering::Relaxed),
+            store_ops: stats.ops.load(Ordering::Relaxed),
+            store_messages: stats.messages.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Tell every connection task to close (graceful shutdown) and wait up to `wait` for
+    /// them to finish.
+    pub async fn close_all(&self, wait: std::time::Duration) {
+        self.closing.send_replace(true);
+        let deadline = Instant::now() + wait;
+        while self.live_conns.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A receiver that changes to true when the broker shuts down.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Count a connection task for the lifetime of the returned guard.
+    pub fn conn_guard(self: &Arc<Self>) -> ConnGuard {
+        self.live_conns.fetch_add(1, Ordering::SeqCst);
+        ConnGuard(self.clone())
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        let mut st = self.lock();
+        st.next_conn += 1;
+        st.next_conn
+    }
+
+    /// Handle one authenticated frame. Replies go out through the connection's queue.
+    pub fn handle(self: &Arc<Self>, s: &Session, f: ClientFrame) {
+        let id = f.req_id();
+        let r = match f {
+            ClientFrame::Hello(_) => refuse(ErrorCode::BadRequest, "already authenticated"),
+            ClientFrame::Send { id, msg_id, priority, reply_to, envelopes } => {
+                return self.send(s, id, msg_id, priority, reply_to, envelopes)
+            }
+            ClientFrame::Ack { ids } => return self.ack(s, &ids),
+            ClientFrame::Pull { id, limit } => self.pull(s, id, limit),
+            ClientFrame::SetStatus { id, status } => return self.set_status(s, id, status),
+            ClientFrame::SetSummary { id, summary } => return self.set_summary(s, id, summary),
+            ClientFrame::ListPeers { id } => Ok(ServerFrame::Peers { id, peers: self.list_peers(s) }),
+            ClientFrame::Resolve { id, names } => self.resolve(s, &names).map(|peers| ServerFrame::Peers { id, peers }),
+            ClientFrame::JoinGroup { id, group, role } => return self.join_group(s, id, group, role),
+            ClientFrame::LeaveGroup { id, group } => return self.leave_group(s, id, group),
+            ClientFrame::Ping { id } => Ok(ServerFrame::Pong { id, server_time_ms: crate::util::now_ms() }),
+        };
+        let out = r.unwrap_or_else(|e| ServerFrame::error(id, e.code, e.message));
+        self.reply(s, &out);
+    }
+
+    /// Send a frame to this session's connection.
+    pub fn reply(&self, s: &Session, f: &ServerFrame) {
+        let mut st = self.lock();
+        reply_conn(&mut st, s, f);
+    }
+
+    /// Rate limiting applies to every frame of an authenticated connection.
+    pub fn allow_frame(&self, s: &Session) -> bool {
+        let (rate, burst) = (self.cfg.rate_per_s, self.cfg.rate_burst);
+        let mut st = self.lock();
+        st.peers.get_mut(&s.peer).is_some_and(|p| p.bucket.take(rate, burst))
+    }
+}
+
+/// Keeps the live-connection count while a connection task runs.
+pub struct ConnGuard(Arc<Hub>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.live_conns.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Queue a message on a connection. A full queue means a reader too slow to keep up: it is
+/// disconnected (its messages stay queued durably for its next connection).
+fn send_on(c: &ConnHandle, name: &str, m: Message) -> bool {
+    if c.try_send(m) {
+        true
+    } else {
+        tracing::warn!(peer = %name, conn = c.id, "outbound queue full or closed; disconnecting slow reader");
+        c.kill();
+        false
+    }
+}
+
+/// Reply on the connection that asked (if it is still there).
+fn reply_conn(st: &mut State, s: &Session, f: &ServerFrame) {
+    let Some(p) = st.peers.get(&s.peer) else { return };
+    let Some(c) = p.conn(s.conn_id) else { return };
+    send_on(c, &p.rec.name, encode_msg(c.codec, f));
+}

@@ -1,0 +1,105 @@
+//! Peer profile changes (summary, groups) and lookups (list, resolve).
+
+use super::{refuse, reply_conn, Hub, Refusal, Session};
+use crate::proto::*;
+use crate::store::*;
+use crate::util::valid_group;
+use std::sync::Arc;
+
+const MAX_SUMMARY: usize = 2048;
+const MAX_GROUPS: usize = 64;
+
+impl Hub {
+    pub(super) fn set_summary(self: &Arc<Self>, s: &Session, id: ReqId, summary: String) {
+        self.update_peer(s, id, move |r| {
+            if summary.len() > MAX_SUMMARY {
+                return refuse(ErrorCode::BadRequest, format!("summary is longer than {MAX_SUMMARY} bytes"));
+            }
+            r.summary = summary;
+            Ok(())
+        })
+    }
+
+    pub(super) fn join_group(self: &Arc<Self>, s: &Session, id: ReqId, group: String, role: String) {
+        self.update_peer(s, id, move |r| {
+            if !valid_group(&group) {
+                return refuse(ErrorCode::BadRequest, "invalid group name: use segments of A-Z a-z 0-9 . _ - joined by '/'");
+            }
+            if role.len() > 64 {
+                return refuse(ErrorCode::BadRequest, "group role is longer than 64 bytes");
+            }
+            let role = if role.is_empty() { "member".to_string() } else { role };
+            let full = r.groups.len() >= MAX_GROUPS;
+            match r.groups.iter_mut().find(|g| g.group == group) {
+                Some(g) => g.role = role,
+                None if full => return refuse(ErrorCode::BadRequest, format!("a peer can be in at most {MAX_GROUPS} groups")),
+                None => r.groups.push(GroupRole { group, role }),
+            }
+            Ok(())
+        })
+    }
+
+    pub(super) fn leave_group(self: &Arc<Self>, s: &Session, id: ReqId, group: String) {
+        self.update_peer(s, id, move |r| {
+            r.groups.retain(|g| g.group != group);
+            Ok(())
+        })
+    }
+
+    /// Change a durable peer field: apply it in memory and queue the write under the lock
+    /// (so concurrent changes compose and are written in order), reply after the commit.
+    fn update_peer<F>(self: &Arc<Self>, s: &Session, id: ReqId, f: F)
+    where
+        F: FnOnce(&mut PeerRecord) -> Result<(), Refusal>,
+    {
+        let mut st = self.lock();
+        let Some(p) = st.peers.get_mut(&s.peer) else { return };
+        if let Err(e) = f(&mut p.rec) {
+            return reply_conn(&mut st, s, &ServerFrame::error(Some(id), e.code, e.message));
+        }
+        let hub = self.clone();
+        let sess = *s;
+        self.store.submit(
+            Op::PutPeer(p.rec.clone()),
+            Some(Box::new(move |res| {
+                let out = match res {
+                    Ok(()) => ServerFrame::Ok { id },
+                    Err(e) => {
+                        let r: Refusal = e.into();
+                        ServerFrame::error(Some(id), r.code, r.message)
+                    }
+                };
+                hub.reply(&sess, &out);
+            })),
+        );
+    }
+
+    pub(super) fn list_peers(&self, s: &Session) -> Vec<PeerInfo> {
+        let st = self.lock();
+        let Some(mesh) = st.meshes.get(&s.mesh) else { return vec![] };
+        let mut v: Vec<PeerInfo> = mesh.peers.iter().filter_map(|pk| st.peers.get(pk)).map(|p| p.info()).collect();
+        v.sort_by(|a, b| b.online.cmp(&a.online).then(a.name.cmp(&b.name)));
+        v
+    }
+
+    pub(super) fn resolve(&self, s: &Session, names: &[String]) -> Result<Vec<PeerInfo>, Refusal> {
+        if names.len() > 256 {
+            return refuse(ErrorCode::BadRequest, "too many names");
+        }
+        let st = self.lock();
+        let Some(mesh) = st.meshes.get(&s.mesh) else { return refuse(ErrorCode::NotMember, "mesh is gone") };
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            let by_key = Key::parse_hex(n).filter(|k| mesh.peers.contains(k));
+            let pk = by_key.or_else(|| mesh.names.get(n).and_then(|o| o.peer));
+            match pk.and_then(|k| st.peers.get(&k)) {
+                Some(p) => out.push(p.info()),
+                None => {
+                    let shown: String = n.chars().take(64).collect();
+                    return refuse(ErrorCode::UnknownTarget, format!("unknown peer '{shown}' in mesh '{}'", mesh.rec.name));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
