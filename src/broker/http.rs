@@ -76,7 +76,8 @@ async fn join(hub: Arc<Hub>, req: Request<Incoming>) -> Resp {
 pub fn ws_config(max_frame: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
-        .write_buffer_size(0)
+        // Frames are buffered until the writer flushes its batch: one syscall per batch.
+        .write_buffer_size(64 * 1024)
         .max_write_buffer_size(64 * 1024 * 1024)
         .max_message_size(Some(max_frame))
         .max_frame_size(Some(max_frame))

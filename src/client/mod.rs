@@ -699,13 +699,29 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
                 }
                 f = out_rx.recv() => {
                     let Some(f) = f else { return };
-                    if let Some(id) = f.req_id() {
-                        // A request failed over (and retried under a new id) while its frame
-                        // waited here must not go out too.
-                        if !lock(&sh.pending).contains_key(&id) { continue; }
-                        written.insert(id);
+                    // Write everything already queued, then flush once.
+                    let mut next = Some(f);
+                    let mut failed = None;
+                    while let Some(f) = next.take() {
+                        if let Some(id) = f.req_id() {
+                            // A request failed over (and retried under a new id) while its
+                            // frame waited here must not go out too.
+                            if !lock(&sh.pending).contains_key(&id) {
+                                next = out_rx.try_recv().ok();
+                                continue;
+                            }
+                            written.insert(id);
+                        }
+                        if let Err(e) = ws.feed(encode(sh.opts.codec, &f)).await {
+                            failed = Some(e.to_string());
+                            break;
+                        }
+                        next = out_rx.try_recv().ok();
                     }
-                    if let Err(e) = ws.send(encode(sh.opts.codec, &f)).await {
+                    if let Some(e) = failed {
+                        break e;
+                    }
+                    if let Err(e) = ws.flush().await {
                         break e.to_string();
                     }
                 }

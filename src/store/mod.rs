@@ -11,7 +11,7 @@ mod records;
 
 pub use records::*;
 
-use crate::proto::{Id16, Key};
+use crate::proto::Key;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,13 +30,16 @@ const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
 const MEMBERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("members");
 /// peer key (32) → PeerRecord
 const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers");
-/// message seq → StoredMessage (sealed payload + routing metadata)
+/// message seq → StoredMessage (sealed payload, routing metadata, recipients)
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
-/// recipient peer key (32) ‖ message seq (8, big-endian) → () : one row per undelivered copy
-const QUEUE: TableDefinition<&[u8], ()> = TableDefinition::new("queue");
-/// sender peer key (32) ‖ client message id (16) → MsgIdRecord : send dedupe, kept for the
-/// retention period
-const MSG_IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("msg_ids");
+/// message seq (8, big-endian) ‖ recipient peer key (32) → () : acks of messages with several
+/// recipients (a single-recipient message is simply deleted when acked)
+const ACKED: TableDefinition<&[u8], ()> = TableDefinition::new("acked");
+/// send seq → MsgIdRecord : send dedupe, kept for the retention period
+const SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("sent");
+
+// Every key that is written per message grows with a sequence number, so a commit's inserts
+// and the deletes of recently delivered messages all land on the same few B-tree pages.
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -67,17 +70,17 @@ pub enum Op {
     PutInvite(InviteRecord),
     PutMember(MemberRecord),
     PutPeer(PeerRecord),
-    /// One accepted send: its dedupe record and its messages, each with one queue row per
-    /// recipient.
-    InsertMessages { id: MsgIdRecord, msgs: Vec<(Arc<StoredMessage>, Vec<Key>)> },
+    /// One accepted send: its dedupe record (under `sent_seq`) and its messages.
+    InsertMessages { sent_seq: u64, id: MsgIdRecord, msgs: Vec<Arc<StoredMessage>> },
     /// Several ops in the same transaction (all or nothing).
     Batch(Vec<Op>),
     /// Commits nothing; completes once everything submitted before it is durable.
     Flush,
-    /// A recipient acknowledged; drop its queue row (and the message when no copies remain).
-    Ack { peer: Key, seq: u64, delete_message: bool },
-    /// Retention: drop messages and every queue row that still points at them.
-    Expire { seqs: Vec<(u64, Vec<Key>)>, msg_ids: Vec<(Key, Id16)> },
+    /// A recipient acknowledged message `seq`. With `delete_message` it was the last one
+    /// (drop the message and its ack rows); otherwise record this recipient's ack.
+    Ack { seq: u64, peer: Key, delete_message: bool },
+    /// Retention: drop messages (with their ack rows) and dedupe records.
+    Expire { seqs: Vec<u64>, sent: Vec<u64> },
 }
 
 /// What runs after the op's batch committed (or failed).
@@ -91,9 +94,10 @@ pub struct Loaded {
     pub members: Vec<MemberRecord>,
     pub peers: Vec<PeerRecord>,
     pub messages: Vec<StoredMessage>,
-    /// (recipient, seq) pairs still queued.
-    pub queue: Vec<(Key, u64)>,
-    pub msg_ids: Vec<MsgIdRecord>,
+    /// (seq, recipient) acks of multi-recipient messages still stored.
+    pub acked: Vec<(u64, Key)>,
+    /// (send seq, dedupe record).
+    pub sent: Vec<(u64, MsgIdRecord)>,
 }
 
 /// Counters for benchmarks and `/health`.
@@ -127,17 +131,10 @@ fn dec<T: serde::de::DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<
     postcard::from_bytes(b).map_err(|e| StoreError::Decode(table, e))
 }
 
-fn queue_key(peer: &Key, seq: u64) -> [u8; 40] {
+fn ack_key(seq: u64, peer: &Key) -> [u8; 40] {
     let mut k = [0u8; 40];
-    k[..32].copy_from_slice(&peer.0);
-    k[32..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-fn msg_id_key(from: &Key, id: &Id16) -> [u8; 48] {
-    let mut k = [0u8; 48];
-    k[..32].copy_from_slice(&from.0);
-    k[32..].copy_from_slice(&id.0);
+    k[..8].copy_from_slice(&seq.to_be_bytes());
+    k[8..].copy_from_slice(&peer.0);
     k
 }
 
@@ -209,8 +206,8 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
         tx.open_table(MEMBERS)?;
         tx.open_table(PEERS)?;
         tx.open_table(MESSAGES)?;
-        tx.open_table(QUEUE)?;
-        tx.open_table(MSG_IDS)?;
+        tx.open_table(ACKED)?;
+        tx.open_table(SENT)?;
     }
     tx.commit()?;
     Ok(())
@@ -234,19 +231,20 @@ fn load(db: &Database) -> Result<Loaded, StoreError> {
     for row in tx.open_table(MESSAGES)?.iter()? {
         l.messages.push(dec("messages", row?.1.value())?);
     }
-    for row in tx.open_table(QUEUE)?.iter()? {
-        let (k, _) = row?;
+    for row in tx.open_table(ACKED)?.iter()? {
+        let k = row?.0;
         let k = k.value();
         if k.len() == 40 {
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&k[..8]);
             let mut pk = [0u8; 32];
-            pk.copy_from_slice(&k[..32]);
-            let mut s = [0u8; 8];
-            s.copy_from_slice(&k[32..]);
-            l.queue.push((Key(pk), u64::from_be_bytes(s)));
+            pk.copy_from_slice(&k[8..]);
+            l.acked.push((u64::from_be_bytes(seq), Key(pk)));
         }
     }
-    for row in tx.open_table(MSG_IDS)?.iter()? {
-        l.msg_ids.push(dec("msg_ids", row?.1.value())?);
+    for row in tx.open_table(SENT)?.iter()? {
+        let (k, v) = row?;
+        l.sent.push((k.value(), dec("sent", v.value())?));
     }
     Ok(l)
 }
@@ -271,39 +269,46 @@ fn apply(tx: &redb::WriteTransaction, op: &Op, stats: &StoreStats) -> Result<(),
         Op::PutPeer(p) => {
             tx.open_table(PEERS)?.insert(&p.peer_pk.0[..], &enc(p)[..])?;
         }
-        Op::InsertMessages { id, msgs } => {
-            tx.open_table(MSG_IDS)?.insert(&msg_id_key(&id.from, &id.msg_id)[..], &enc(id)[..])?;
+        Op::InsertMessages { sent_seq, id, msgs } => {
+            tx.open_table(SENT)?.insert(*sent_seq, &enc(id)[..])?;
             let mut m = tx.open_table(MESSAGES)?;
-            let mut q = tx.open_table(QUEUE)?;
-            for (msg, recipients) in msgs {
+            for msg in msgs {
                 m.insert(msg.seq, &enc(&**msg)[..])?;
-                for r in recipients {
-                    q.insert(&queue_key(r, msg.seq)[..], ())?;
-                }
             }
             stats.messages.fetch_add(msgs.len() as u64, Ordering::Relaxed);
         }
         Op::Flush => {}
-        Op::Ack { peer, seq, delete_message } => {
-            tx.open_table(QUEUE)?.remove(&queue_key(peer, *seq)[..])?;
+        Op::Ack { seq, peer, delete_message } => {
             if *delete_message {
                 tx.open_table(MESSAGES)?.remove(*seq)?;
+                remove_acks(tx, *seq)?;
+            } else {
+                tx.open_table(ACKED)?.insert(&ack_key(*seq, peer)[..], ())?;
             }
         }
-        Op::Expire { seqs, msg_ids } => {
+        Op::Expire { seqs, sent } => {
             let mut m = tx.open_table(MESSAGES)?;
-            let mut q = tx.open_table(QUEUE)?;
-            for (seq, peers) in seqs {
+            for seq in seqs {
                 m.remove(*seq)?;
-                for p in peers {
-                    q.remove(&queue_key(p, *seq)[..])?;
-                }
+                remove_acks(tx, *seq)?;
             }
-            let mut ids = tx.open_table(MSG_IDS)?;
-            for (from, id) in msg_ids {
-                ids.remove(&msg_id_key(from, id)[..])?;
+            let mut t = tx.open_table(SENT)?;
+            for k in sent {
+                t.remove(*k)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Drop every ack row of message `seq`.
+fn remove_acks(tx: &redb::WriteTransaction, seq: u64) -> Result<(), StoreError> {
+    let mut acked = tx.open_table(ACKED)?;
+    let lo = ack_key(seq, &Key([0; 32]));
+    let hi = ack_key(seq, &Key([0xff; 32]));
+    let keys: Vec<Vec<u8>> = acked.range(&lo[..]..=&hi[..])?.filter_map(|r| r.ok().map(|(k, _)| k.value().to_vec())).collect();
+    for k in keys {
+        acked.remove(&k[..])?;
     }
     Ok(())
 }
@@ -368,9 +373,9 @@ fn write_batch(db: &Database, batch: &[(Op, Option<Done>)], stats: &StoreStats) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{Blob, Priority, Role, Sealed, Status, Target};
+    use crate::proto::{Blob, Id16, Priority, Role, Sealed, Status, Target};
 
-    fn msg(seq: u64) -> StoredMessage {
+    fn msg(seq: u64, recipients: Vec<Key>) -> StoredMessage {
         StoredMessage {
             seq,
             msg_id: Id16([seq as u8; 16]),
@@ -385,12 +390,18 @@ mod tests {
             sealed: Sealed { nonce: Blob(vec![0; 24].into()), ct: Blob(vec![9; 40].into()) },
             sent_at_ms: 1,
             expires_at_ms: 2,
+            recipients,
         }
     }
 
+    fn idrec(n: u8) -> MsgIdRecord {
+        MsgIdRecord { from: Key([2; 32]), msg_id: Id16([n; 16]), expires_ms: 9, recipients: 3 }
+    }
+
     #[tokio::test]
-    async fn committed_ops_are_there_after_reopen_and_acks_remove_rows() {
+    async fn committed_ops_are_there_after_reopen_and_acks_are_recorded() {
         let d = tempfile::tempdir().unwrap();
+        let (p1, p2) = (Key([7; 32]), Key([8; 32]));
         {
             let (s, l) = Store::open(d.path()).unwrap();
             assert!(l.messages.is_empty());
@@ -405,26 +416,28 @@ mod tests {
             }))
             .await
             .unwrap();
-            let p1 = Key([7; 32]);
-            let p2 = Key([8; 32]);
             s.commit(Op::InsertMessages {
-                id: MsgIdRecord { from: Key([2; 32]), msg_id: Id16([1; 16]), expires_ms: 9, recipients: 3 },
-                msgs: vec![(Arc::new(msg(1)), vec![p1, p2]), (Arc::new(msg(2)), vec![p1])],
+                sent_seq: 1,
+                id: idrec(1),
+                msgs: vec![Arc::new(msg(2, vec![p1, p2])), Arc::new(msg(3, vec![p1]))],
             })
             .await
             .unwrap();
-            s.commit(Op::Ack { peer: p1, seq: 2, delete_message: true }).await.unwrap();
+            s.commit(Op::Ack { seq: 3, peer: p1, delete_message: true }).await.unwrap();
+            s.commit(Op::Ack { seq: 2, peer: p1, delete_message: false }).await.unwrap();
             s.close().await;
         }
         let (s, l) = Store::open(d.path()).unwrap();
         assert_eq!(l.members.len(), 1);
-        assert_eq!(l.messages, vec![msg(1)]);
-        assert_eq!(l.queue.len(), 2);
-        assert_eq!(l.msg_ids.len(), 1, "dedupe ids outlive delivery");
-        assert_eq!(l.msg_ids[0].recipients, 3);
-        assert!(s.stats.commits.load(Ordering::Relaxed) <= 1);
+        assert_eq!(l.messages, vec![msg(2, vec![p1, p2])]);
+        assert_eq!(l.acked, vec![(2, p1)]);
+        assert_eq!(l.sent, vec![(1, idrec(1))], "dedupe records outlive delivery");
+        // The last ack drops the message and its ack rows.
+        s.commit(Op::Ack { seq: 2, peer: p2, delete_message: true }).await.unwrap();
         s.close().await;
-        // After close, submissions fail cleanly.
+        let (s, l) = Store::open(d.path()).unwrap();
+        assert!(l.messages.is_empty() && l.acked.is_empty());
+        s.close().await;
         assert!(matches!(s.commit(Op::Flush).await.map_err(|e| e.to_string()), Err(m) if m.contains("stopped")));
     }
 
@@ -436,8 +449,8 @@ mod tests {
         for i in 0..500u64 {
             let s = s.clone();
             waits.push(tokio::spawn(async move {
-                let id = MsgIdRecord { from: Key([2; 32]), msg_id: Id16([i as u8; 16]), expires_ms: 9, recipients: 1 };
-                s.commit(Op::InsertMessages { id, msgs: vec![(Arc::new(msg(i + 1)), vec![Key([1; 32])])] }).await
+                s.commit(Op::InsertMessages { sent_seq: 2 * i + 1, id: idrec(i as u8), msgs: vec![Arc::new(msg(2 * i + 2, vec![Key([1; 32])]))] })
+                    .await
             }));
         }
         for w in waits {

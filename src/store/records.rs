@@ -65,6 +65,8 @@ pub struct StoredMessage {
     pub sealed: Sealed,
     pub sent_at_ms: u64,
     pub expires_at_ms: u64,
+    /// Every peer this copy is queued for (acks are recorded separately).
+    pub recipients: Vec<Key>,
 }
 
 /// A send's dedupe record: the same (sender, message id) is stored once.

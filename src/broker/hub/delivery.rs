@@ -16,7 +16,7 @@ enum Prepared {
     Duplicate(u32),
     /// Same id still being committed: the reply comes with the original's outcome.
     Waiting,
-    Store(MsgIdRecord, Vec<(Arc<StoredMessage>, Vec<Key>)>),
+    Store(u64, MsgIdRecord, Vec<Arc<StoredMessage>>),
 }
 
 impl Hub {
@@ -29,19 +29,19 @@ impl Hub {
         reply_to: Option<Id16>,
         envelopes: Vec<Envelope>,
     ) {
-        let (rec, batch) = match self.prepare_send(s, id, msg_id, priority, reply_to, envelopes) {
+        let (sent_seq, rec, batch) = match self.prepare_send(s, id, msg_id, priority, reply_to, envelopes) {
             Ok(Prepared::Duplicate(recipients)) => {
                 return self.reply(s, &ServerFrame::Accepted { id, msg_id, recipients, duplicate: true })
             }
             Ok(Prepared::Waiting) => return,
-            Ok(Prepared::Store(rec, batch)) => (rec, batch),
+            Ok(Prepared::Store(seq, rec, batch)) => (seq, rec, batch),
             Err(e) => return self.reply(s, &ServerFrame::error(Some(id), e.code, e.message)),
         };
         let hub = self.clone();
         let sess = *s;
         let done_batch = batch.clone();
         self.store.submit(
-            Op::InsertMessages { id: rec, msgs: batch },
+            Op::InsertMessages { sent_seq, id: rec, msgs: batch },
             Some(Box::new(move |res| hub.finish_send(&sess, id, msg_id, done_batch, res))),
         );
     }
@@ -143,6 +143,8 @@ impl Hub {
             plan.push((env, label, recipients));
         }
         let expires = now + self.cfg.retention.as_millis() as u64;
+        let sent_seq = st.next_seq;
+        st.next_seq += 1;
         let mut batch = Vec::with_capacity(plan.len());
         let mut total = 0u32;
         for (env, label, recipients) in plan {
@@ -166,12 +168,14 @@ impl Hub {
                 sealed: env.sealed,
                 sent_at_ms: now,
                 expires_at_ms: expires,
+                recipients,
             };
-            batch.push((Arc::new(msg), recipients));
+            batch.push(Arc::new(msg));
         }
-        st.sent_ids.insert((s.peer, msg_id), SentId { expires_ms: expires, recipients: total, waiting: Some(Vec::new()) });
+        let sent = SentId { sent_seq, expires_ms: expires, recipients: total, waiting: Some(Vec::new()) };
+        st.sent_ids.insert((s.peer, msg_id), sent);
         let rec = MsgIdRecord { from: s.peer, msg_id, expires_ms: expires, recipients: total };
-        Ok(Prepared::Store(rec, batch))
+        Ok(Prepared::Store(sent_seq, rec, batch))
     }
 
     /// Runs on the store writer after the commit: queue, push, acknowledge.
@@ -180,7 +184,7 @@ impl Hub {
         s: &Session,
         id: ReqId,
         msg_id: Id16,
-        batch: Vec<(Arc<StoredMessage>, Vec<Key>)>,
+        batch: Vec<Arc<StoredMessage>>,
         res: Result<(), Arc<StoreError>>,
     ) {
         let mut st = self.lock();
@@ -199,10 +203,10 @@ impl Hub {
             None => (Vec::new(), 0),
         };
         let mut touched = Vec::new();
-        for (msg, recipients) in batch {
+        for msg in batch {
             let seq = msg.seq;
             let mut remaining = 0;
-            for r in &recipients {
+            for r in &msg.recipients {
                 if let Some(p) = st.peers.get_mut(r) {
                     p.queue.insert(seq, Pending::default());
                     p.by_msg.insert(msg_id, seq);
@@ -240,7 +244,7 @@ impl Hub {
             if delete_message {
                 st.messages.remove(&seq);
             }
-            self.store.submit(Op::Ack { peer: s.peer, seq, delete_message }, None);
+            self.store.submit(Op::Ack { seq, peer: s.peer, delete_message }, None);
         }
         // Refill the in-flight window once it has drained by half.
         if st.peers.get(&s.peer).is_some_and(|p| p.backlog && p.inflight < MAX_INFLIGHT / 2) {

@@ -208,6 +208,8 @@ impl MeshState {
 
 /// Dedupe state of one (sender, message id).
 struct SentId {
+    /// Key of its durable dedupe record.
+    sent_seq: u64,
     expires_ms: u64,
     recipients: u32,
     /// Still waiting for its commit; retries that arrive meanwhile wait here for the outcome.
@@ -313,25 +315,35 @@ impl Hub {
             }
             st.peers.insert(p.peer_pk, PeerState::new(p, cfg.rate_burst));
         }
+        let acked: HashSet<(u64, Key)> = loaded.acked.into_iter().collect();
+        let mut orphans = Vec::new();
         for m in loaded.messages {
             st.next_seq = st.next_seq.max(m.seq + 1);
-            st.messages.insert(m.seq, MsgEntry::new(Arc::new(m), 0));
-        }
-        for (peer, seq) in loaded.queue {
-            let (Some(ps), Some(e)) = (st.peers.get_mut(&peer), st.messages.get_mut(&seq)) else { continue };
-            e.remaining += 1;
-            ps.queue.insert(seq, Pending::default());
-            ps.by_msg.insert(e.msg.msg_id, seq);
-        }
-        let orphans: Vec<u64> = st.messages.iter().filter(|(_, e)| e.remaining == 0).map(|(s, _)| *s).collect();
-        for seq in &orphans {
-            st.messages.remove(seq);
+            let (seq, msg_id) = (m.seq, m.msg_id);
+            let mut remaining = 0;
+            for r in &m.recipients {
+                if acked.contains(&(seq, *r)) {
+                    continue;
+                }
+                if let Some(ps) = st.peers.get_mut(r) {
+                    ps.queue.insert(seq, Pending::default());
+                    ps.by_msg.insert(msg_id, seq);
+                    remaining += 1;
+                }
+            }
+            if remaining == 0 {
+                orphans.push(seq);
+            } else {
+                st.messages.insert(seq, MsgEntry::new(Arc::new(m), remaining));
+            }
         }
         if !orphans.is_empty() {
-            store.submit(Op::Expire { seqs: orphans.into_iter().map(|s| (s, vec![])).collect(), msg_ids: vec![] }, None);
+            store.submit(Op::Expire { seqs: orphans, sent: vec![] }, None);
         }
-        for r in loaded.msg_ids {
-            st.sent_ids.insert((r.from, r.msg_id), SentId { expires_ms: r.expires_ms, recipients: r.recipients, waiting: None });
+        for (sent_seq, r) in loaded.sent {
+            st.next_seq = st.next_seq.max(sent_seq + 1);
+            let v = SentId { sent_seq, expires_ms: r.expires_ms, recipients: r.recipients, waiting: None };
+            st.sent_ids.insert((r.from, r.msg_id), v);
         }
         tracing::info!(meshes = st.meshes.len(), peers = st.peers.len(), queued = st.messages.len(), "state loaded");
         Arc::new(Hub {

@@ -254,33 +254,34 @@ impl Hub {
     /// Drop messages and dedupe ids past their retention.
     fn expire(&self, st: &mut State, now: u64) {
         let expired: Vec<u64> = st.messages.iter().filter(|(_, e)| e.msg.expires_at_ms <= now).map(|(s, _)| *s).collect();
-        let mut seqs = Vec::new();
-        for seq in expired {
-            let Some(e) = st.messages.remove(&seq) else { continue };
-            let mut holders = Vec::new();
-            for (pk, p) in st.peers.iter_mut() {
-                if let Some(pend) = p.queue.remove(&seq) {
+        for seq in &expired {
+            let Some(e) = st.messages.remove(seq) else { continue };
+            for r in &e.msg.recipients {
+                let Some(p) = st.peers.get_mut(r) else { continue };
+                if let Some(pend) = p.queue.remove(seq) {
                     p.by_msg.remove(&e.msg.msg_id);
                     if pend.inflight {
                         p.inflight = p.inflight.saturating_sub(1);
                     }
-                    holders.push(*pk);
                 }
             }
-            seqs.push((seq, holders));
         }
+        let seqs = expired;
         let old_ids: Vec<(Key, Id16)> = st
             .sent_ids
             .iter()
             .filter(|(_, v)| v.expires_ms <= now && v.waiting.is_none())
             .map(|(k, _)| *k)
             .collect();
+        let mut sent = Vec::with_capacity(old_ids.len());
         for k in &old_ids {
-            st.sent_ids.remove(k);
+            if let Some(v) = st.sent_ids.remove(k) {
+                sent.push(v.sent_seq);
+            }
         }
         if !seqs.is_empty() || !old_ids.is_empty() {
             tracing::info!(messages = seqs.len(), "retention expired messages");
-            self.store.submit(Op::Expire { seqs, msg_ids: old_ids }, None);
+            self.store.submit(Op::Expire { seqs, sent }, None);
         }
     }
 }
