@@ -78,9 +78,10 @@ pub enum Op {
     Flush,
     /// A recipient acknowledged message `seq`. With `delete_message` it was the last one
     /// (drop the message and its ack rows); otherwise record this recipient's ack.
-    Ack { seq: u64, peer: Key, delete_message: bool },
-    /// Retention: drop messages (with their ack rows) and dedupe records.
-    Expire { seqs: Vec<u64>, sent: Vec<u64> },
+    /// `multi`: the message had several recipients (so it may have ack rows).
+    Ack { seq: u64, peer: Key, delete_message: bool, multi: bool },
+    /// Retention: drop messages (`(seq, multi)`, with their ack rows) and dedupe records.
+    Expire { seqs: Vec<(u64, bool)>, sent: Vec<u64> },
 }
 
 /// What runs after the op's batch committed (or failed).
@@ -155,9 +156,22 @@ impl Store {
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(StoreStats::default());
         let st = stats.clone();
+        // Completions run on their own thread, in commit order, while the writer is already
+        // committing the next batch.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(Result<(), Arc<StoreError>>, Vec<Done>)>();
+        std::thread::Builder::new()
+            .name("store-done".into())
+            .spawn(move || {
+                while let Ok((result, dones)) = done_rx.recv() {
+                    for done in dones {
+                        done(result.clone());
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Io("completion thread".into(), e))?;
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(db, rx, st))
+            .spawn(move || writer(db, rx, st, done_tx))
             .map_err(|e| StoreError::Io("writer thread".into(), e))?;
         Ok((Store { tx, stats }, loaded))
     }
@@ -249,73 +263,103 @@ fn load(db: &Database) -> Result<Loaded, StoreError> {
     Ok(l)
 }
 
-fn apply(tx: &redb::WriteTransaction, op: &Op, stats: &StoreStats) -> Result<(), StoreError> {
-    match op {
-        Op::Batch(ops) => {
-            for op in ops {
-                apply(tx, op, stats)?;
-            }
-        }
-        Op::PutMesh(m) => {
-            tx.open_table(MESHES)?.insert(&m.mesh_id.0[..], &enc(m)[..])?;
-        }
-        Op::PutInvite(i) => {
-            tx.open_table(INVITES)?.insert(&i.invite_id.0[..], &enc(i)[..])?;
-        }
-        Op::PutMember(m) => {
-            tx.open_table(MEMBERS)?
-                .insert(&member_key(&m.mesh_id, &m.member_pk)[..], &enc(m)[..])?;
-        }
-        Op::PutPeer(p) => {
-            tx.open_table(PEERS)?.insert(&p.peer_pk.0[..], &enc(p)[..])?;
-        }
-        Op::InsertMessages { sent_seq, id, msgs } => {
-            tx.open_table(SENT)?.insert(*sent_seq, &enc(id)[..])?;
-            let mut m = tx.open_table(MESSAGES)?;
-            for msg in msgs {
-                m.insert(msg.seq, &enc(&**msg)[..])?;
-            }
-            stats.messages.fetch_add(msgs.len() as u64, Ordering::Relaxed);
-        }
-        Op::Flush => {}
-        Op::Ack { seq, peer, delete_message } => {
-            if *delete_message {
-                tx.open_table(MESSAGES)?.remove(*seq)?;
-                remove_acks(tx, *seq)?;
-            } else {
-                tx.open_table(ACKED)?.insert(&ack_key(*seq, peer)[..], ())?;
-            }
-        }
-        Op::Expire { seqs, sent } => {
-            let mut m = tx.open_table(MESSAGES)?;
-            for seq in seqs {
-                m.remove(*seq)?;
-                remove_acks(tx, *seq)?;
-            }
-            let mut t = tx.open_table(SENT)?;
-            for k in sent {
-                t.remove(*k)?;
-            }
-        }
-    }
-    Ok(())
+/// Every table, opened once per write transaction.
+struct Tables<'t> {
+    meshes: redb::Table<'t, &'static [u8], &'static [u8]>,
+    invites: redb::Table<'t, &'static [u8], &'static [u8]>,
+    members: redb::Table<'t, &'static [u8], &'static [u8]>,
+    peers: redb::Table<'t, &'static [u8], &'static [u8]>,
+    messages: redb::Table<'t, u64, &'static [u8]>,
+    acked: redb::Table<'t, &'static [u8], ()>,
+    sent: redb::Table<'t, u64, &'static [u8]>,
 }
 
-/// Drop every ack row of message `seq`.
-fn remove_acks(tx: &redb::WriteTransaction, seq: u64) -> Result<(), StoreError> {
-    let mut acked = tx.open_table(ACKED)?;
-    let lo = ack_key(seq, &Key([0; 32]));
-    let hi = ack_key(seq, &Key([0xff; 32]));
-    let keys: Vec<Vec<u8>> = acked.range(&lo[..]..=&hi[..])?.filter_map(|r| r.ok().map(|(k, _)| k.value().to_vec())).collect();
-    for k in keys {
-        acked.remove(&k[..])?;
+impl<'t> Tables<'t> {
+    fn open(tx: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            meshes: tx.open_table(MESHES)?,
+            invites: tx.open_table(INVITES)?,
+            members: tx.open_table(MEMBERS)?,
+            peers: tx.open_table(PEERS)?,
+            messages: tx.open_table(MESSAGES)?,
+            acked: tx.open_table(ACKED)?,
+            sent: tx.open_table(SENT)?,
+        })
     }
-    Ok(())
+
+    /// Drop every ack row of message `seq`.
+    fn remove_acks(&mut self, seq: u64) -> Result<(), StoreError> {
+        let lo = ack_key(seq, &Key([0; 32]));
+        let hi = ack_key(seq, &Key([0xff; 32]));
+        let keys: Vec<[u8; 40]> = self
+            .acked
+            .range(&lo[..]..=&hi[..])?
+            .filter_map(|r| r.ok().and_then(|(k, _)| k.value().try_into().ok()))
+            .collect();
+        for k in keys {
+            self.acked.remove(&k[..])?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, op: &Op, stats: &StoreStats) -> Result<(), StoreError> {
+        match op {
+            Op::Batch(ops) => {
+                for op in ops {
+                    self.apply(op, stats)?;
+                }
+            }
+            Op::PutMesh(m) => {
+                self.meshes.insert(&m.mesh_id.0[..], &enc(m)[..])?;
+            }
+            Op::PutInvite(i) => {
+                self.invites.insert(&i.invite_id.0[..], &enc(i)[..])?;
+            }
+            Op::PutMember(m) => {
+                self.members.insert(&member_key(&m.mesh_id, &m.member_pk)[..], &enc(m)[..])?;
+            }
+            Op::PutPeer(p) => {
+                self.peers.insert(&p.peer_pk.0[..], &enc(p)[..])?;
+            }
+            Op::InsertMessages { sent_seq, id, msgs } => {
+                self.sent.insert(*sent_seq, &enc(id)[..])?;
+                for msg in msgs {
+                    self.messages.insert(msg.seq, &enc(&**msg)[..])?;
+                }
+                stats.messages.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+            }
+            Op::Flush => {}
+            Op::Ack { seq, peer, delete_message, multi } => {
+                if *delete_message {
+                    self.messages.remove(*seq)?;
+                    if *multi {
+                        self.remove_acks(*seq)?;
+                    }
+                } else {
+                    self.acked.insert(&ack_key(*seq, peer)[..], ())?;
+                }
+            }
+            Op::Expire { seqs, sent } => {
+                for (seq, multi) in seqs {
+                    self.messages.remove(*seq)?;
+                    if *multi {
+                        self.remove_acks(*seq)?;
+                    }
+                }
+                for k in sent {
+                    self.sent.remove(*k)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 const MAX_BATCH: usize = 4096;
 
-fn writer(db: Database, rx: std::sync::mpsc::Receiver<Msg>, stats: Arc<StoreStats>) {
+type DoneSender = std::sync::mpsc::Sender<(Result<(), Arc<StoreError>>, Vec<Done>)>;
+
+fn writer(db: Database, rx: std::sync::mpsc::Receiver<Msg>, stats: Arc<StoreStats>, done_tx: DoneSender) {
     let mut batch: Vec<(Op, Option<Done>)> = Vec::with_capacity(256);
     let mut closing: Option<std::sync::mpsc::Sender<()>> = None;
     while closing.is_none() {
@@ -341,21 +385,20 @@ fn writer(db: Database, rx: std::sync::mpsc::Receiver<Msg>, stats: Arc<StoreStat
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, ops = batch.len(), "store commit failed");
         }
-        for (_, done) in batch.drain(..) {
-            if let Some(done) = done {
-                done(result.clone());
-            }
+        let dones: Vec<Done> = batch.drain(..).filter_map(|(_, d)| d).collect();
+        if !dones.is_empty() {
+            let _ = done_tx.send((result, dones));
         }
     }
     drop(db);
     // Anything sent after close is refused.
-    while let Ok(m) = rx.try_recv() {
-        if let Msg::Op(_, Some(done)) = m {
-            done(Err(Arc::new(StoreError::Closed)));
-        }
+    let refused: Vec<Done> = rx.try_iter().filter_map(|m| if let Msg::Op(_, d) = m { d } else { None }).collect();
+    if !refused.is_empty() {
+        let _ = done_tx.send((Err(Arc::new(StoreError::Closed)), refused));
     }
+    // Close is reported after every earlier completion has run.
     if let Some(tx) = closing {
-        let _ = tx.send(());
+        let _ = done_tx.send((Ok(()), vec![Box::new(move |_| { let _ = tx.send(()); })]));
     }
     tracing::debug!("store writer stopped");
 }
@@ -363,8 +406,11 @@ fn writer(db: Database, rx: std::sync::mpsc::Receiver<Msg>, stats: Arc<StoreStat
 fn write_batch(db: &Database, batch: &[(Op, Option<Done>)], stats: &StoreStats) -> Result<(), StoreError> {
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate);
-    for (op, _) in batch {
-        apply(&tx, op, stats)?;
+    {
+        let mut t = Tables::open(&tx)?;
+        for (op, _) in batch {
+            t.apply(op, stats)?;
+        }
     }
     tx.commit()?;
     Ok(())
@@ -423,8 +469,8 @@ mod tests {
             })
             .await
             .unwrap();
-            s.commit(Op::Ack { seq: 3, peer: p1, delete_message: true }).await.unwrap();
-            s.commit(Op::Ack { seq: 2, peer: p1, delete_message: false }).await.unwrap();
+            s.commit(Op::Ack { seq: 3, peer: p1, delete_message: true, multi: false }).await.unwrap();
+            s.commit(Op::Ack { seq: 2, peer: p1, delete_message: false, multi: true }).await.unwrap();
             s.close().await;
         }
         let (s, l) = Store::open(d.path()).unwrap();
@@ -433,7 +479,7 @@ mod tests {
         assert_eq!(l.acked, vec![(2, p1)]);
         assert_eq!(l.sent, vec![(1, idrec(1))], "dedupe records outlive delivery");
         // The last ack drops the message and its ack rows.
-        s.commit(Op::Ack { seq: 2, peer: p2, delete_message: true }).await.unwrap();
+        s.commit(Op::Ack { seq: 2, peer: p2, delete_message: true, multi: true }).await.unwrap();
         s.close().await;
         let (s, l) = Store::open(d.path()).unwrap();
         assert!(l.messages.is_empty() && l.acked.is_empty());

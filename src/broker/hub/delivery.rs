@@ -234,17 +234,17 @@ impl Hub {
             if p.queue.remove(&seq).is_some_and(|pend| pend.inflight) {
                 p.inflight = p.inflight.saturating_sub(1);
             }
-            let delete_message = match st.messages.get_mut(&seq) {
+            let (delete_message, multi) = match st.messages.get_mut(&seq) {
                 Some(e) => {
                     e.remaining = e.remaining.saturating_sub(1);
-                    e.remaining == 0
+                    (e.remaining == 0, e.msg.recipients.len() > 1)
                 }
-                None => false,
+                None => (false, false),
             };
             if delete_message {
                 st.messages.remove(&seq);
             }
-            self.store.submit(Op::Ack { seq, peer: s.peer, delete_message }, None);
+            self.store.submit(Op::Ack { seq, peer: s.peer, delete_message, multi }, None);
         }
         // Refill the in-flight window once it has drained by half.
         if st.peers.get(&s.peer).is_some_and(|p| p.backlog && p.inflight < MAX_INFLIGHT / 2) {

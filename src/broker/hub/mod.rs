@@ -338,7 +338,7 @@ impl Hub {
             }
         }
         if !orphans.is_empty() {
-            store.submit(Op::Expire { seqs: orphans, sent: vec![] }, None);
+            store.submit(Op::Expire { seqs: orphans.into_iter().map(|s| (s, true)).collect(), sent: vec![] }, None);
         }
         for (sent_seq, r) in loaded.sent {
             st.next_seq = st.next_seq.max(sent_seq + 1);

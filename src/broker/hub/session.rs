@@ -254,8 +254,10 @@ impl Hub {
     /// Drop messages and dedupe ids past their retention.
     fn expire(&self, st: &mut State, now: u64) {
         let expired: Vec<u64> = st.messages.iter().filter(|(_, e)| e.msg.expires_at_ms <= now).map(|(s, _)| *s).collect();
+        let mut seqs = Vec::with_capacity(expired.len());
         for seq in &expired {
             let Some(e) = st.messages.remove(seq) else { continue };
+            seqs.push((*seq, e.msg.recipients.len() > 1));
             for r in &e.msg.recipients {
                 let Some(p) = st.peers.get_mut(r) else { continue };
                 if let Some(pend) = p.queue.remove(seq) {
@@ -266,7 +268,6 @@ impl Hub {
                 }
             }
         }
-        let seqs = expired;
         let old_ids: Vec<(Key, Id16)> = st
             .sent_ids
             .iter()
