@@ -8,6 +8,7 @@ pub mod broker;
 pub mod cli;
 pub mod client;
 pub mod crypto;
+pub mod fuzzing;
 pub mod proto;
 pub mod store;
 pub mod util;

@@ -219,8 +219,7 @@ async fn rate_limit_gives_a_clear_error_and_recovers() {
         send_text(&mut ws, format!(r#"{{"ping":{{"id":{i}}}}}"#)).await;
     }
     let (mut pongs, mut limited) = (0, 0);
-    for _ in 0..60 {
-        let v = recv_json(&mut ws, T).await.unwrap();
+    while let Some(v) = recv_json(&mut ws, Duration::from_millis(500)).await {
         if v.get("pong").is_some() {
             pongs += 1;
         } else {
@@ -229,7 +228,9 @@ async fn rate_limit_gives_a_clear_error_and_recovers() {
             limited += 1;
         }
     }
-    assert!(pongs >= 20 && limited >= 30, "pongs {pongs} limited {limited}");
+    // The burst is served; the first refusals of a burst are answered, the rest dropped.
+    assert!(pongs >= 20 && pongs < 60, "pongs {pongs}");
+    assert!((1..=16).contains(&limited), "limited {limited}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     send_text(&mut ws, r#"{"ping":{"id":1000}}"#).await;
     assert_eq!(recv_json(&mut ws, T).await.unwrap()["pong"]["id"], 1000);

@@ -97,9 +97,16 @@ pub struct Broker {
 impl Broker {
     pub fn start(spec: &BrokerSpec, data: &Path) -> Broker {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Broker::start_on(spec, data, port, &["--rate-limit", "1000000"])
+    }
+
+    /// Start on a given port with extra `serve` flags (restarts reuse the port).
+    pub fn start_on(spec: &BrokerSpec, data: &Path, port: u16, extra: &[&str]) -> Broker {
         let child = Command::new(&spec.program)
             .args(&spec.prefix)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--rate-limit", "1000000", "--data-dir"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .arg("--data-dir")
             .arg(data)
             .env("CLAUDEMESH_LOG", "warn")
             .stdout(Stdio::null())
@@ -107,12 +114,18 @@ impl Broker {
             .spawn()
             .expect("start broker");
         let pid = child.id().to_string();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && data.join("admin.sock").exists()) {
             assert!(Instant::now() < deadline, "broker did not start");
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
         Broker { child, pid, port, data: data.to_path_buf() }
+    }
+
+    /// SIGKILL the broker and wait for it to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn stats(&self) -> ProcStats {
@@ -147,10 +160,16 @@ pub struct Bench {
 
 impl Bench {
     pub async fn start(spec: &BrokerSpec, members: usize) -> Bench {
+        Bench::start_with(spec, members, &["--rate-limit", "1000000"]).await
+    }
+
+    /// Like [`Bench::start`], with the broker's `serve` flags given explicitly.
+    pub async fn start_with(spec: &BrokerSpec, members: usize, flags: &[&str]) -> Bench {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
-        let broker = Broker::start(spec, &data);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let broker = Broker::start_on(spec, &data, port, flags);
         let owner = Home { dir: tmp.path().join("owner") };
         let om = enroll::create_mesh(&owner, &data, "bench").await.unwrap();
         let link = enroll::make_invite(&data, &om, Role::Member, claudemesh::util::now_ms() + 86_400_000, None).await.unwrap();
@@ -711,7 +730,7 @@ pub async fn run_fanout(spec: &BrokerSpec, recipients: usize, secs: u64, ramp_se
 
 /// All four workloads at sizes that finish in a couple of minutes on 2 cores.
 pub async fn run_quick(spec: &BrokerSpec) -> Value {
-    let r = run_ref(spec, 100, 200, 32).await;
+    let r = run_ref(spec, 100, 200, 8).await;
     let i = run_idle(spec, 2000, 5).await;
     let d = run_durable(spec, 100, &[1, 8, 64], 3).await;
     let f = run_fanout(spec, 1000, 5, 2).await;

@@ -36,8 +36,8 @@ struct RefArgs {
     /// DMs per peer (default 1000)
     #[argh(option, default = "1000")]
     msgs: u64,
-    /// outstanding sends per peer (default 32)
-    #[argh(option, default = "32")]
+    /// outstanding sends per peer (default 8; use --window 1000 for "fire everything")
+    #[argh(option, default = "8")]
     window: usize,
     /// run the sweep 10/25/50/100 peers x 100 DMs instead
     #[argh(switch)]

@@ -20,6 +20,8 @@ pub enum AdminRequest {
     /// Record an invite the operator's CLI signed, so joins can be counted and limited.
     InviteRegister { mesh: String, invite_id: Id16, role: Role, expires_ms: u64, max_uses: Option<u32> },
     MeshList,
+    /// Remove a member: disconnect its sessions; it cannot reconnect or rejoin.
+    MemberRemove { mesh: String, name: String },
     /// Broker facts the CLI needs (public URL for invite links).
     Info,
 }
@@ -68,6 +70,10 @@ async fn handle(hub: &Hub, line: &str) -> AdminReply {
             }
         }
         AdminRequest::MeshList => ok(serde_json::to_value(hub.list_meshes()).unwrap_or_default()),
+        AdminRequest::MemberRemove { mesh, name } => match hub.remove_member(&mesh, &name).await {
+            Ok(closed) => ok(serde_json::json!({ "disconnected": closed })),
+            Err(e) => fail(e),
+        },
         AdminRequest::Info => ok(serde_json::json!({ "public_url": hub.cfg.public_url, "version": crate::VERSION })),
     }
 }

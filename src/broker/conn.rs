@@ -57,23 +57,36 @@ where
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<Message>(hub.cfg.outbound_queue);
 
-    // Writer: batch whatever is queued, flush once per batch.
+    // Writer: batch whatever is queued, flush once per batch. A peer that stops reading
+    // stalls only its own writer; after `write_timeout` the connection is dropped (its
+    // messages stay queued durably).
+    let write_timeout = hub.cfg.write_timeout;
+    let stalled = Arc::new(Notify::new());
+    let stalled_w = stalled.clone();
     let writer = tokio::spawn(async move {
         let mut buf = Vec::with_capacity(64);
         while rx.recv_many(&mut buf, 64).await > 0 {
-            for m in buf.drain(..) {
-                let is_close = matches!(m, Message::Close(_));
-                if sink.feed(m).await.is_err() {
+            let batch = async {
+                for m in buf.drain(..) {
+                    let is_close = matches!(m, Message::Close(_));
+                    sink.feed(m).await?;
+                    if is_close {
+                        sink.flush().await?;
+                        let _ = sink.close().await;
+                        return Ok::<bool, WsError>(false);
+                    }
+                }
+                sink.flush().await?;
+                Ok(true)
+            };
+            match tokio::time::timeout(write_timeout, batch).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) | Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::info!("peer stopped reading; dropping its connection");
+                    stalled_w.notify_one();
                     return;
                 }
-                if is_close {
-                    let _ = sink.flush().await;
-                    let _ = sink.close().await;
-                    return;
-                }
-            }
-            if sink.flush().await.is_err() {
-                return;
             }
         }
         let _ = sink.close().await;
@@ -141,8 +154,10 @@ where
         }
     };
 
+    let mut limited_in_a_row = 0u32;
     loop {
         tokio::select! {
+            _ = stalled.notified() => break,
             _ = kill.notified() => {
                 let _ = tx.try_send(close_msg(CloseCode::Away, "closed by broker"));
                 break;
@@ -155,8 +170,8 @@ where
                 last_rx.store(now_ms(), Ordering::Relaxed);
                 match next {
                     None => break,
-                    Some(Ok(Message::Text(t))) => on_data(&hub, &session, codec, t.as_bytes()),
-                    Some(Ok(Message::Binary(b))) => on_data(&hub, &session, codec, &b),
+                    Some(Ok(Message::Text(t))) => on_data(&hub, &session, codec, t.as_bytes(), &mut limited_in_a_row),
+                    Some(Ok(Message::Binary(b))) => on_data(&hub, &session, codec, &b, &mut limited_in_a_row),
                     Some(Ok(Message::Close(_))) => break,
                     Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
                     Some(Err(e)) => {
@@ -166,6 +181,13 @@ where
                         }
                         break;
                     }
+                }
+                if limited_in_a_row > hub.cfg.flood_limit {
+                    tracing::warn!(conn = session.conn_id, "flooding beyond the rate limit; disconnecting");
+                    let f = ServerFrame::error(None, ErrorCode::RateLimited, "disconnected: sustained flooding beyond the rate limit");
+                    hub.reply(&session, &f);
+                    let _ = tx.try_send(close_msg(CloseCode::Policy, "flooding"));
+                    break;
                 }
             }
         }
@@ -180,14 +202,20 @@ where
     }
 }
 
-fn on_data(hub: &Arc<Hub>, s: &Session, codec: Codec, data: &[u8]) {
-    let frame = codec.decode::<ClientFrame>(data);
+fn on_data(hub: &Arc<Hub>, s: &Session, codec: Codec, data: &[u8], limited_in_a_row: &mut u32) {
     if !hub.allow_frame(s) {
-        let id = frame.as_ref().ok().and_then(ClientFrame::req_id).or_else(|| peek_id(codec, data));
-        let msg = format!("rate limit exceeded ({} frames/s); slow down and retry", hub.cfg.rate_per_s);
-        return hub.reply(s, &ServerFrame::error(id, ErrorCode::RateLimited, msg));
+        *limited_in_a_row += 1;
+        // Answer the first few of a burst; a flooder gets no reply per frame (it would only
+        // cost us encoding work), then is disconnected.
+        if *limited_in_a_row <= 16 {
+            let id = codec.decode::<ClientFrame>(data).ok().as_ref().and_then(ClientFrame::req_id).or_else(|| peek_id(codec, data));
+            let msg = format!("rate limit exceeded ({} frames/s); slow down and retry", hub.cfg.rate_per_s);
+            hub.reply(s, &ServerFrame::error(id, ErrorCode::RateLimited, msg));
+        }
+        return;
     }
-    match frame {
+    *limited_in_a_row = 0;
+    match codec.decode::<ClientFrame>(data) {
         Ok(f) => hub.handle(s, f),
         Err(e) => hub.reply(s, &ServerFrame::error(peek_id(codec, data), ErrorCode::BadFrame, e.to_string())),
     }

@@ -42,6 +42,10 @@ pub struct Config {
     pub dead_after: Duration,
     pub sweep_interval: Duration,
     pub outbound_queue: usize,
+    /// A connection whose socket accepts nothing for this long is dropped.
+    pub write_timeout: Duration,
+    /// Consecutive rate-limited frames after which a connection is dropped as a flooder.
+    pub flood_limit: u32,
 }
 
 impl Config {
@@ -63,6 +67,8 @@ impl Config {
             dead_after: Duration::from_secs(75),
             sweep_interval: Duration::from_secs(1),
             outbound_queue: 4096,
+            write_timeout: Duration::from_secs(30),
+            flood_limit: 2000,
         }
     }
 }
@@ -123,7 +129,7 @@ pub struct Server;
 impl Server {
     pub async fn start(mut cfg: Config) -> Result<ServerHandle, ServeError> {
         let (store, loaded) = Store::open(&cfg.data_dir)?;
-        let listener = TcpListener::bind(cfg.listen).await.map_err(|e| ServeError::Bind(cfg.listen, e))?;
+        let listener = bind(cfg.listen).map_err(|e| ServeError::Bind(cfg.listen, e))?;
         let addr = listener.local_addr().map_err(|e| ServeError::Bind(cfg.listen, e))?;
         if cfg.public_url.is_empty() {
             cfg.public_url = format!("http://{addr}");
@@ -136,6 +142,15 @@ impl Server {
         tracing::info!(%addr, public_url = %hub.cfg.public_url, data_dir = %hub.cfg.data_dir.display(), "broker listening");
         Ok(ServerHandle { addr, hub, shutdown: tx, task })
     }
+}
+
+/// Bind with a deep accept backlog: a reconnect storm of thousands of peers must not
+/// overflow the kernel's queue (which would cost each overflowed client a 1-3 s SYN retry).
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(16_384)
 }
 
 async fn run(hub: Arc<Hub>, listener: TcpListener, mut shutdown: watch::Receiver<bool>, store: Store) {

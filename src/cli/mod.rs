@@ -33,6 +33,36 @@ pub enum Cmd {
     Inbox(InboxCmd),
     Group(GroupCmd),
     Status(StatusCmd),
+    Member(MemberCmd),
+}
+
+/// operator actions on members (on the broker host, via its admin socket)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "member")]
+pub struct MemberCmd {
+    #[argh(subcommand)]
+    pub cmd: MemberSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum MemberSub {
+    Remove(MemberRemoveCmd),
+}
+
+/// remove a member: its sessions are disconnected and it cannot reconnect or rejoin
+#[derive(FromArgs)]
+#[argh(subcommand, name = "remove")]
+pub struct MemberRemoveCmd {
+    /// mesh name
+    #[argh(positional)]
+    pub mesh: String,
+    /// member name
+    #[argh(positional)]
+    pub name: String,
+    /// the broker's data directory
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// run the broker (HTTP + WebSocket on one port, embedded storage)
@@ -305,6 +335,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Status(c) => status(&home, c).await,
+        Cmd::Member(MemberCmd { cmd: MemberSub::Remove(c) }) => {
+            let v = admin::call(&data_dir(c.data_dir), &AdminRequest::MemberRemove { mesh: c.mesh.clone(), name: c.name.clone() }).await?;
+            println!("removed {} from mesh '{}' ({} connection(s) closed)", c.name, c.mesh, v["disconnected"]);
+            Ok(())
+        }
     }
 }
 

@@ -59,6 +59,10 @@ pub enum StoreError {
     SchemaTooNew(u64),
     #[error("store writer has stopped")]
     Closed,
+    #[error("injected write failure (test)")]
+    Injected,
+    #[error("database unavailable after a write failure: {0}")]
+    Unavailable(String),
     #[error("cannot create data dir {0}: {1}")]
     Io(String, std::io::Error),
 }
@@ -109,6 +113,8 @@ pub struct StoreStats {
     pub failed_commits: AtomicU64,
     /// Messages (one per envelope) made durable.
     pub messages: AtomicU64,
+    /// Test hook: fail every commit while set.
+    fail_writes: std::sync::atomic::AtomicBool,
 }
 
 /// Handle to the writer thread. Cheap to clone.
@@ -150,7 +156,8 @@ impl Store {
     /// Open (or create) `dir/claudemesh.redb`, migrate, load everything, start the writer.
     pub fn open(dir: &Path) -> Result<(Store, Loaded), StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.display().to_string(), e))?;
-        let db = Database::create(dir.join("claudemesh.redb"))?;
+        let path = dir.join("claudemesh.redb");
+        let db = Database::create(&path)?;
         migrate(&db)?;
         let loaded = load(&db)?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -171,7 +178,7 @@ impl Store {
             .map_err(|e| StoreError::Io("completion thread".into(), e))?;
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(db, rx, st, done_tx))
+            .spawn(move || writer(db, path, rx, st, done_tx))
             .map_err(|e| StoreError::Io("writer thread".into(), e))?;
         Ok((Store { tx, stats }, loaded))
     }
@@ -181,6 +188,12 @@ impl Store {
         if let Err(std::sync::mpsc::SendError(Msg::Op(_, Some(done)))) = self.tx.send(Msg::Op(op, done)) {
             done(Err(Arc::new(StoreError::Closed)));
         }
+    }
+
+    /// Make every commit fail (or stop doing so): a stand-in for a failing disk in tests.
+    #[doc(hidden)]
+    pub fn fail_writes(&self, on: bool) {
+        self.stats.fail_writes.store(on, Ordering::SeqCst);
     }
 
     /// Commit everything queued, close the database file and stop the writer. Later
@@ -359,7 +372,9 @@ const MAX_BATCH: usize = 4096;
 
 type DoneSender = std::sync::mpsc::Sender<(Result<(), Arc<StoreError>>, Vec<Done>)>;
 
-fn writer(db: Database, rx: std::sync::mpsc::Receiver<Msg>, stats: Arc<StoreStats>, done_tx: DoneSender) {
+fn writer(db: Database, path: std::path::PathBuf, rx: std::sync::mpsc::Receiver<Msg>, stats: Arc<StoreStats>, done_tx: DoneSender) {
+    let mut db = Some(db);
+    let mut reopen_error = String::new();
     let mut batch: Vec<(Op, Option<Done>)> = Vec::with_capacity(256);
     let mut closing: Option<std::sync::mpsc::Sender<()>> = None;
     while closing.is_none() {
@@ -378,12 +393,34 @@ fn writer(db: Database, rx: std::sync::mpsc::Receiver<Msg>, stats: Arc<StoreStat
         if batch.is_empty() {
             continue;
         }
-        let result = write_batch(&db, &batch, &stats).map_err(Arc::new);
+        // After an I/O error redb refuses further writes on that handle; reopening recovers
+        // the last committed state (e.g. once disk space returns).
+        if db.is_none() {
+            match Database::create(&path) {
+                Ok(d) => {
+                    tracing::info!("store reopened after a write failure");
+                    db = Some(d);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store still cannot be reopened");
+                    reopen_error = e.to_string();
+                }
+            }
+        }
+        let result = match &db {
+            Some(d) if !stats.fail_writes.load(Ordering::SeqCst) => write_batch(d, &batch, &stats),
+            Some(_) => Err(StoreError::Injected),
+            None => Err(StoreError::Unavailable(reopen_error.clone())),
+        }
+        .map_err(Arc::new);
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, ops = batch.len(), "store commit failed");
+            if !matches!(**e, StoreError::Injected) {
+                db = None;
+            }
         }
         let dones: Vec<Done> = batch.drain(..).filter_map(|(_, d)| d).collect();
         if !dones.is_empty() {

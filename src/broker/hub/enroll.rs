@@ -172,4 +172,45 @@ impl Hub {
         tracing::info!(mesh = %mesh_name, member = %member.name, role = member.role.as_str(), "member joined");
         Ok(JoinReply { mesh_id: member.mesh_id, mesh_name, name: member.name, role: member.role, already_member: false })
     }
+
+    /// Remove a member (operator action): its record is marked revoked, its sessions are
+    /// disconnected, and it can neither reconnect nor rejoin. Its name stays reserved.
+    pub async fn remove_member(&self, mesh_name: &str, name: &str) -> Result<usize, Refusal> {
+        let _g = self.admin_lock.lock().await;
+        let rec = {
+            let st = self.lock();
+            let Some(mesh) = st.mesh_by_name.get(mesh_name).and_then(|id| st.meshes.get(id)) else {
+                return refuse(ErrorCode::UnknownMesh, format!("no mesh named '{mesh_name}'"));
+            };
+            let Some(m) = mesh.members.values().find(|m| m.name == name) else {
+                return refuse(ErrorCode::UnknownTarget, format!("no member named '{name}' in mesh '{mesh_name}'"));
+            };
+            if m.revoked {
+                return refuse(ErrorCode::BadRequest, format!("'{name}' was already removed"));
+            }
+            let mut m = m.clone();
+            m.revoked = true;
+            m
+        };
+        self.store.commit(Op::PutMember(rec.clone())).await?;
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(mesh) = st.meshes.get_mut(&rec.mesh_id) else { return Ok(0) };
+        mesh.members.insert(rec.member_pk, rec.clone());
+        let mut closed = 0;
+        for pk in mesh.peers.iter() {
+            let Some(p) = st.peers.get_mut(pk) else { continue };
+            if p.rec.member_pk != rec.member_pk {
+                continue;
+            }
+            for c in p.push_conn.take().into_iter().chain(p.other_conns.drain(..)) {
+                let why = ServerFrame::error(None, ErrorCode::NotMember, "you were removed from the mesh");
+                let _ = c.try_send(super::encode_msg(c.codec, &why));
+                c.kill();
+                closed += 1;
+            }
+        }
+        tracing::info!(mesh = %mesh_name, member = %name, connections = closed, "member removed");
+        Ok(closed)
+    }
 }
