@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod crypto;
 pub mod fuzzing;
+pub mod mcp;
 pub mod proto;
 pub mod store;
 pub mod util;

@@ -34,6 +34,20 @@ pub enum Cmd {
     Group(GroupCmd),
     Status(StatusCmd),
     Member(MemberCmd),
+    Mcp(McpCmd),
+}
+
+/// run the stdio MCP server for a Claude Code session (Claude Code starts this)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "mcp")]
+pub struct McpCmd {
+    /// push (channel notifications), inbox (check_messages; default) or off; also
+    /// CLAUDEMESH_MESSAGE_MODE
+    #[argh(option)]
+    pub message_mode: Option<crate::mcp::MessageMode>,
+    /// this session's peer name (default: CLAUDEMESH_NAME, else <member>-<session prefix>)
+    #[argh(option)]
+    pub name: Option<String>,
 }
 
 /// operator actions on members (on the broker host, via its admin socket)
@@ -335,6 +349,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Status(c) => status(&home, c).await,
+        Cmd::Mcp(c) => mcp(&home, c).await,
         Cmd::Member(MemberCmd { cmd: MemberSub::Remove(c) }) => {
             let v = admin::call(&data_dir(c.data_dir), &AdminRequest::MemberRemove { mesh: c.mesh.clone(), name: c.name.clone() }).await?;
             println!("removed {} from mesh '{}' ({} connection(s) closed)", c.name, c.mesh, v["disconnected"]);
@@ -434,6 +449,28 @@ async fn invite_cmd(home: &Home, c: InviteCmd) -> Result<()> {
     let exp = expiry_ms(&c.expires)?;
     let link = enroll::make_invite(&dir, &om, c.role, exp, c.uses).await?;
     print_invite(&link, &c.mesh, c.role, exp, c.uses, c.json);
+    Ok(())
+}
+
+async fn mcp(home: &Home, c: McpCmd) -> Result<()> {
+    let mode = match c.message_mode {
+        Some(m) => m,
+        None => match std::env::var("CLAUDEMESH_MESSAGE_MODE") {
+            Ok(v) if !v.is_empty() => v.parse().map_err(|e: String| anyhow!(e))?,
+            _ => crate::mcp::MessageMode::Inbox,
+        },
+    };
+    let name = c.name.or_else(|| std::env::var("CLAUDEMESH_NAME").ok().filter(|n| !n.is_empty()));
+    if let Some(n) = &name {
+        if !crate::util::valid_name(n) {
+            bail!("invalid name '{n}': use 1-64 of A-Z a-z 0-9 . _ -");
+        }
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let (session_id, source) = crate::mcp::session::detect(&cwd);
+    tracing::info!(session = %session_id, ?source, ?mode, "mcp server starting");
+    let server = crate::mcp::build(home, crate::mcp::Options { mode, session_id, name })?;
+    crate::mcp::serve_stdio(server).await?;
     Ok(())
 }
 
