@@ -5,6 +5,7 @@
 //! See docs/ARCHITECTURE notes in ../shared/design and docs/PROTOCOL.md.
 
 pub mod broker;
+pub mod claude;
 pub mod cli;
 pub mod client;
 pub mod crypto;

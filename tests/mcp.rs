@@ -236,3 +236,68 @@ async fn an_unreachable_broker_gives_a_clear_retrying_answer_and_the_session_kee
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+async fn hook(m: &Member, kind: &str, session: &str) -> String {
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["hook", kind])
+        .env("CLAUDEMESH_HOME", &m.home.dir)
+        .env_remove("CLAUDEMESH_SESSION_ID")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = json!({"session_id": session, "cwd": "/tmp", "hook_event_name": "UserPromptSubmit", "prompt": "hi"});
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).await.unwrap();
+    let out = tokio::time::timeout(WAIT, child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "hooks never fail the session");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn hooks_set_status_and_hand_unread_messages_to_the_model_once() {
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    // The session exists once it has connected (here: through its first hook).
+    assert_eq!(hook(&bob, "working", SESSION).await, "");
+    let a = alice.connect().await;
+    a.send(&[Dest::parse(&session_name("bob"))], "the deploy is blocked on you", Priority::Next, None).await.unwrap();
+    let out = hook(&bob, "working", SESSION).await;
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["hookSpecificOutput"]["hookEventName"], "UserPromptSubmit");
+    let ctx = v["hookSpecificOutput"]["additionalContext"].as_str().unwrap();
+    assert!(ctx.contains("the deploy is blocked on you") && ctx.contains("from peer \"alice\"") && ctx.contains("untrusted"), "{ctx}");
+    assert_eq!(hook(&bob, "working", SESSION).await, "", "shown once");
+    let p = a.list_peers().await.unwrap().into_iter().find(|p| p.name == session_name("bob")).unwrap();
+    assert_eq!(p.status, claudemesh::proto::Status::Working);
+    // post-tool only interrupts with `now` messages; Stop sets idle and prints nothing.
+    a.send(&[Dest::parse(&session_name("bob"))], "later is fine", Priority::Low, None).await.unwrap();
+    a.send(&[Dest::parse(&session_name("bob"))], "prod is down", Priority::Now, None).await.unwrap();
+    let out = hook(&bob, "post-tool", SESSION).await;
+    assert!(out.contains("prod is down") && !out.contains("later is fine"), "{out}");
+    assert_eq!(hook(&bob, "idle", SESSION).await, "");
+    let p = a.list_peers().await.unwrap().into_iter().find(|p| p.name == session_name("bob")).unwrap();
+    assert_eq!(p.status, claudemesh::proto::Status::Idle);
+}
+
+#[tokio::test]
+async fn a_message_shown_by_a_hook_is_not_shown_again_by_the_mcp_server() {
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let mut m = Mcp::start(&bob, "inbox").await;
+    m.connected().await;
+    let a = alice.connect().await;
+    a.send(&[Dest::parse(&session_name("bob"))], "only once please", Priority::Now, None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, who) = m.tool("whoami", json!({})).await;
+        if who.contains("1 unread") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = hook(&bob, "working", SESSION).await;
+    assert!(out.contains("only once please"), "{out}");
+    let (_, text) = m.tool("check_messages", json!({})).await;
+    assert!(text.contains("No new messages"), "{text}");
+}

@@ -35,7 +35,29 @@ pub enum Cmd {
     Status(StatusCmd),
     Member(MemberCmd),
     Mcp(McpCmd),
+    Hook(HookCmd),
+    Install(InstallCmd),
+    Uninstall(UninstallCmd),
 }
+
+/// Claude Code hook (reads the hook JSON on stdin): working, idle or post-tool
+#[derive(FromArgs)]
+#[argh(subcommand, name = "hook")]
+pub struct HookCmd {
+    /// working (UserPromptSubmit), idle (Stop) or post-tool (PostToolUse)
+    #[argh(positional)]
+    pub kind: crate::claude::hook::HookKind,
+}
+
+/// register the MCP server and hooks with Claude Code (~/.claude.json, ~/.claude/settings.json)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "install")]
+pub struct InstallCmd {}
+
+/// remove what `install` added to Claude Code's config
+#[derive(FromArgs)]
+#[argh(subcommand, name = "uninstall")]
+pub struct UninstallCmd {}
 
 /// run the stdio MCP server for a Claude Code session (Claude Code starts this)
 #[derive(FromArgs)]
@@ -350,6 +372,34 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Status(c) => status(&home, c).await,
         Cmd::Mcp(c) => mcp(&home, c).await,
+        Cmd::Hook(c) => {
+            use std::io::Read;
+            let mut input = String::new();
+            let _ = std::io::stdin().take(1 << 20).read_to_string(&mut input);
+            if let Some(out) = crate::claude::hook::run(&home, c.kind, &input).await {
+                println!("{out}");
+            }
+            Ok(())
+        }
+        Cmd::Install(_) => {
+            let exe = std::env::current_exe().context("cannot find this binary's path")?;
+            let paths = crate::claude::install::ClaudePaths::from_env();
+            let r = crate::claude::install::install(&paths, &exe)?;
+            println!("installed: MCP server 'claudemesh' in {} and hooks in {}", paths.claude_json.display(), paths.settings.display());
+            for b in r.backups {
+                println!("backup: {}", b.display());
+            }
+            Ok(())
+        }
+        Cmd::Uninstall(_) => {
+            let paths = crate::claude::install::ClaudePaths::from_env();
+            let r = crate::claude::install::uninstall(&paths)?;
+            println!("uninstalled claudemesh from Claude Code's config");
+            for b in r.backups {
+                println!("backup: {}", b.display());
+            }
+            Ok(())
+        }
         Cmd::Member(MemberCmd { cmd: MemberSub::Remove(c) }) => {
             let v = admin::call(&data_dir(c.data_dir), &AdminRequest::MemberRemove { mesh: c.mesh.clone(), name: c.name.clone() }).await?;
             println!("removed {} from mesh '{}' ({} connection(s) closed)", c.name, c.mesh, v["disconnected"]);

@@ -478,6 +478,28 @@ impl Client {
         Ok(out)
     }
 
+    /// Every queued message not yet acknowledged by this client, including ones already
+    /// pushed to it but not acked (the broker is the judge of what is still unread: a
+    /// message another process showed and acked is not returned).
+    pub async fn pull_all(&self) -> Result<Vec<InboxMessage>, ClientError> {
+        let msgs = match self.request(|id| ClientFrame::Pull { id, limit: 1000 }).await? {
+            ServerFrame::Messages { messages, .. } => messages,
+            f => return Err(ClientError::Unexpected(format!("{f:?}"))),
+        };
+        let mut out = Vec::new();
+        for d in msgs {
+            if lock(&self.shared.seen).state(&d.msg_id) == Some(true) {
+                let _ = self.out.send(ClientFrame::Ack { ids: vec![d.msg_id] });
+                continue;
+            }
+            lock(&self.shared.seen).forget(&d.msg_id);
+            if let Accept::New(m) = accept_delivery(&self.shared, d) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     /// Wait for the next pushed message or event (`None` once the client is closed).
     pub async fn recv(&self) -> Option<Inbound> {
         self.inbound.lock().await.recv().await

@@ -42,6 +42,13 @@ impl Seen {
         self.ids.get(id).copied()
     }
 
+    /// Forget a surfaced-but-unacked id (it will be surfaced again).
+    pub fn forget(&mut self, id: &Id16) {
+        if self.ids.get(id) == Some(&false) {
+            self.ids.remove(id);
+        }
+    }
+
     pub fn mark_surfaced(&mut self, id: Id16) {
         if self.ids.insert(id, false).is_none() {
             self.order.push_back(id);

@@ -104,3 +104,15 @@ mod tests {
         assert!(!valid_session_id("../etc"));
     }
 }
+
+/// A session's default peer name in a mesh: `CLAUDEMESH_NAME` when set (by `launch`),
+/// else `<member name>-<first 6 letters/digits of the session id>`.
+pub fn peer_name(member: &str, session_id: &str) -> String {
+    if let Ok(n) = std::env::var("CLAUDEMESH_NAME") {
+        if crate::util::valid_name(&n) {
+            return n;
+        }
+    }
+    let short: String = session_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(6).collect();
+    format!("{member}-{short}")
+}

@@ -1,0 +1,85 @@
+//! `claudemesh hook working|idle|post-tool`: Claude Code hooks for UserPromptSubmit, Stop
+//! and PostToolUse. Each sets the session's status in every mesh and (working: all unread;
+//! post-tool: only `now` messages) hands waiting messages to the model as additional
+//! context, acknowledging them so no other path shows them again. A hook never blocks the
+//! session: when the broker is unreachable it prints nothing and exits 0.
+
+use crate::client::config::Home;
+use crate::client::{Client, ClientOptions, InboxMessage};
+use crate::mcp::{format, session};
+use crate::proto::{Priority, Status};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Which hook is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookKind {
+    /// UserPromptSubmit: status working, deliver everything unread.
+    Working,
+    /// Stop: status idle (nothing printed: a Stop hook's context would make Claude continue).
+    Idle,
+    /// PostToolUse: deliver `now` messages.
+    PostTool,
+}
+
+impl std::str::FromStr for HookKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "working" => Ok(HookKind::Working),
+            "idle" => Ok(HookKind::Idle),
+            "post-tool" => Ok(HookKind::PostTool),
+            _ => Err(format!("unknown hook '{s}' (expected working, idle or post-tool)")),
+        }
+    }
+}
+
+/// The part of Claude Code's hook input we use.
+#[derive(Debug, Default, Deserialize)]
+pub struct HookInput {
+    pub session_id: Option<String>,
+    pub hook_event_name: Option<String>,
+}
+
+/// Run a hook; returns what to print on stdout (nothing when there is nothing to say).
+pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
+    let input: HookInput = serde_json::from_str(input).unwrap_or_default();
+    let session_id = input
+        .session_id
+        .filter(|s| session::valid_session_id(s))
+        .or_else(|| std::env::var("CLAUDEMESH_SESSION_ID").ok().filter(|s| session::valid_session_id(s)))?;
+    let cfg = home.load().ok()?;
+    let mut shown: Vec<(String, InboxMessage)> = Vec::new();
+    for mc in &cfg.meshes {
+        let name = session::peer_name(&mc.name, &session_id);
+        let mut o = ClientOptions::for_session(home, mc, &session_id, &name);
+        o.push = false;
+        o.request_timeout = Duration::from_secs(5);
+        let Ok(c) = Client::connect(o, Duration::from_secs(5)).await else {
+            tracing::warn!(mesh = %mc.mesh_name, "hook: broker unreachable");
+            continue;
+        };
+        let status = if kind == HookKind::Idle { Status::Idle } else { Status::Working };
+        let _ = c.set_status(status).await;
+        if kind != HookKind::Idle {
+            if let Ok(msgs) = c.pull_all().await {
+                let take: Vec<InboxMessage> =
+                    msgs.into_iter().filter(|m| kind == HookKind::Working || m.priority == Priority::Now).collect();
+                c.ack(&take.iter().map(|m| m.msg_id).collect::<Vec<_>>());
+                let _ = c.ping().await; // the acks are processed before we exit
+                shown.extend(take.into_iter().map(|m| (mc.mesh_name.clone(), m)));
+            }
+        }
+        c.close().await;
+    }
+    if shown.is_empty() {
+        return None;
+    }
+    let event = input.hook_event_name.unwrap_or_else(|| match kind {
+        HookKind::Working => "UserPromptSubmit".into(),
+        HookKind::PostTool => "PostToolUse".into(),
+        HookKind::Idle => "Stop".into(),
+    });
+    let text = format::messages(&shown, cfg.meshes.len() > 1);
+    Some(serde_json::json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}}).to_string())
+}

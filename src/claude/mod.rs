@@ -1,0 +1,5 @@
+//! Claude Code integration on the user's machine: its config files (`install`/`uninstall`)
+//! and the hook commands it runs (`claudemesh hook ...`).
+
+pub mod hook;
+pub mod install;
