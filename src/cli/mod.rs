@@ -38,6 +38,43 @@ pub enum Cmd {
     Hook(HookCmd),
     Install(InstallCmd),
     Uninstall(UninstallCmd),
+    Launch(LaunchCmd),
+}
+
+/// run Claude Code as a mesh peer (args after `--` go to claude)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "launch")]
+pub struct LaunchCmd {
+    /// join a mesh with this invite first
+    #[argh(option)]
+    pub join: Option<String>,
+    /// this session's peer name (and your member name with --join)
+    #[argh(option)]
+    pub name: Option<String>,
+    /// default role for --groups entries without one
+    #[argh(option)]
+    pub role: Option<String>,
+    /// groups to join, e.g. eng,web:lead
+    #[argh(option, default = "String::new()")]
+    pub groups: String,
+    /// mesh name (when joined to several)
+    #[argh(option)]
+    pub mesh: Option<String>,
+    /// resume this Claude Code session (keeps the same peer identity and queue)
+    #[argh(option, short = 'r')]
+    pub resume: Option<String>,
+    /// continue the most recent conversation in this directory
+    #[argh(switch, short = 'c')]
+    pub r#continue: bool,
+    /// push (default; enables Claude Code's channel), inbox or off
+    #[argh(option, default = "\"push\".into()")]
+    pub message_mode: String,
+    /// run claude with --dangerously-skip-permissions
+    #[argh(switch, short = 'y')]
+    pub yes: bool,
+    /// arguments passed to claude
+    #[argh(positional, greedy)]
+    pub claude_args: Vec<String>,
 }
 
 /// Claude Code hook (reads the hook JSON on stdin): working, idle or post-tool
@@ -381,6 +418,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Launch(c) => launch(&home, c).await,
         Cmd::Install(_) => {
             let exe = std::env::current_exe().context("cannot find this binary's path")?;
             let paths = crate::claude::install::ClaudePaths::from_env();
@@ -502,6 +540,57 @@ async fn invite_cmd(home: &Home, c: InviteCmd) -> Result<()> {
     Ok(())
 }
 
+async fn launch(home: &Home, c: LaunchCmd) -> Result<()> {
+    use crate::claude::launch;
+    let _: crate::mcp::MessageMode = c.message_mode.parse().map_err(|e: String| anyhow!(e))?;
+    if let Some(inv) = &c.join {
+        let name = c.name.clone().unwrap_or_else(default_name);
+        let (mc, reply) = enroll::join(home, inv, &name).await?;
+        eprintln!("joined mesh '{}' as {} ({})", reply.mesh_name, reply.name, mc.broker);
+    }
+    if home.load()?.meshes.is_empty() {
+        bail!("not joined to any mesh yet: use --join <invite> or `claudemesh join`");
+    }
+    if let Some(m) = &c.mesh {
+        // The session serves every joined mesh; --mesh only checks the name.
+        home.select(Some(m))?;
+    }
+    if let Some(r) = &c.resume {
+        if !crate::mcp::session::valid_session_id(r) {
+            bail!("invalid session id '{r}'");
+        }
+    }
+    let session_id = match (&c.resume, c.r#continue) {
+        (Some(id), _) => id.clone(),
+        (None, true) => crate::mcp::session::newest_transcript(
+            &std::env::var_os("CLAUDE_CONFIG_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".claude")),
+            &std::env::current_dir().unwrap_or_default(),
+        )
+        .unwrap_or_else(crate::mcp::session::generate),
+        (None, false) => crate::mcp::session::generate(),
+    };
+    let exe = std::env::current_exe().context("cannot find this binary's path")?;
+    let plan = launch::LaunchPlan {
+        resume: c.resume,
+        continue_last: c.r#continue,
+        name: c.name,
+        groups: c.groups,
+        role: c.role,
+        message_mode: c.message_mode,
+        skip_permissions: c.yes,
+        claude_args: c.claude_args,
+    };
+    let p = launch::prepare(&plan, &exe, session_id);
+    let mut cmd = std::process::Command::new(&p.program);
+    cmd.args(&p.args).envs(p.env.iter().map(|(k, v)| (k, v)));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {} (set CLAUDEMESH_CLAUDE_BIN or put claude on PATH)", p.program.display()))?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
 async fn mcp(home: &Home, c: McpCmd) -> Result<()> {
     let mode = match c.message_mode {
         Some(m) => m,
@@ -519,7 +608,8 @@ async fn mcp(home: &Home, c: McpCmd) -> Result<()> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let (session_id, source) = crate::mcp::session::detect(&cwd);
     tracing::info!(session = %session_id, ?source, ?mode, "mcp server starting");
-    let server = crate::mcp::build(home, crate::mcp::Options { mode, session_id, name })?;
+    let groups = crate::claude::launch::parse_groups(&std::env::var("CLAUDEMESH_GROUPS").unwrap_or_default());
+    let server = crate::mcp::build(home, crate::mcp::Options { mode, session_id, name, groups })?;
     crate::mcp::serve_stdio(server).await?;
     Ok(())
 }

@@ -420,6 +420,8 @@ pub struct Options {
     pub session_id: String,
     /// Peer name (default: `<member name>-<first 6 of the session id>`).
     pub name: Option<String>,
+    /// Groups to join once connected: (group, role).
+    pub groups: Vec<(String, String)>,
 }
 
 /// Build the server: one background client per joined mesh (never blocks on the broker).
@@ -436,13 +438,28 @@ pub fn build(home: &Home, opts: Options) -> Result<MeshServer, McpError> {
     let inner = Arc::new(Inner {
         links,
         mode: opts.mode,
-        session_id: opts.session_id,
+        session_id: opts.session_id.clone(),
         held: Mutex::new(Vec::new()),
         events: Mutex::new(Vec::new()),
         peer: Mutex::new(None),
     });
     let server = MeshServer { inner, tool_router: MeshServer::tool_router() };
     for l in &server.inner.links {
+        if !opts.groups.is_empty() {
+            let (client, groups) = (l.client.clone(), opts.groups.clone());
+            tokio::spawn(async move {
+                while client.wait_connected(Duration::from_secs(3600)).await.is_err() {
+                    if matches!(client.state(), ConnState::Failed(_) | ConnState::Closed) {
+                        return;
+                    }
+                }
+                for (g, r) in groups {
+                    if let Err(e) = client.join_group(&g, &r).await {
+                        tracing::warn!(group = %g, error = %e, "could not join group");
+                    }
+                }
+            });
+        }
         let (me, client, mesh) = (server.clone(), l.client.clone(), l.mesh.clone());
         tokio::spawn(async move {
             while let Some(x) = client.recv().await {
