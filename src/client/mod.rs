@@ -211,14 +211,21 @@ impl Client {
     /// refused, or unreachable (an error now rather than silent retrying).
     pub async fn connect(opts: ClientOptions, wait: Duration) -> Result<Client, ClientError> {
         let c = Client::start(opts);
-        let mut rx = c.shared.state.subscribe();
-        let r = tokio::time::timeout(wait, async {
+        c.settled(wait, true).await.unwrap_or(Err(ClientError::Timeout(wait)))?;
+        Ok(c)
+    }
+
+    /// Wait until the connection is up or can no longer come up (refused, closed, or — with
+    /// `stop_on_failure` — one failed attempt). `None` when `wait` ran out first.
+    async fn settled(&self, wait: Duration, stop_on_failure: bool) -> Option<Result<(), ClientError>> {
+        let mut rx = self.shared.state.subscribe();
+        tokio::time::timeout(wait, async {
             loop {
                 match &*rx.borrow_and_update() {
                     ConnState::Connected { .. } => return Ok(()),
                     ConnState::Failed(e) => return Err(e.clone()),
                     ConnState::Closed => return Err(ClientError::Closed),
-                    ConnState::Connecting { why, failed_attempts } if *failed_attempts > 0 => {
+                    ConnState::Connecting { why, failed_attempts } if stop_on_failure && *failed_attempts > 0 => {
                         return Err(ClientError::NotConnected(why.clone()))
                     }
                     ConnState::Connecting { .. } => {}
@@ -229,8 +236,7 @@ impl Client {
             }
         })
         .await
-        .unwrap_or(Err(ClientError::Timeout(wait)));
-        r.map(|()| c)
+        .ok()
     }
 
     /// Start the connection task without waiting; it connects and reconnects in the background.
@@ -262,24 +268,9 @@ impl Client {
     }
 
     pub async fn wait_connected(&self, wait: Duration) -> Result<(), ClientError> {
-        let mut rx = self.shared.state.subscribe();
-        let r = tokio::time::timeout(wait, async {
-            loop {
-                match &*rx.borrow_and_update() {
-                    ConnState::Connected { .. } => return Ok(()),
-                    ConnState::Failed(e) => return Err(e.clone()),
-                    ConnState::Closed => return Err(ClientError::Closed),
-                    ConnState::Connecting { .. } => {}
-                }
-                if rx.changed().await.is_err() {
-                    return Err(ClientError::Closed);
-                }
-            }
-        })
-        .await;
-        match r {
-            Ok(x) => x,
-            Err(_) => match &*self.shared.state.borrow() {
+        match self.settled(wait, false).await {
+            Some(r) => r,
+            None => match &*self.shared.state.borrow() {
                 ConnState::Connecting { why, .. } => Err(ClientError::NotConnected(why.clone())),
                 _ => Err(ClientError::Timeout(wait)),
             },
