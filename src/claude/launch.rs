@@ -35,8 +35,20 @@ pub fn claude_program() -> PathBuf {
     std::env::var_os("CLAUDEMESH_CLAUDE_BIN").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("claude"))
 }
 
+/// `-p`/`--print` among Claude's arguments: a non-interactive run.
+pub fn is_print_mode(claude_args: &[String]) -> bool {
+    claude_args.iter().any(|a| a == "-p" || a == "--print")
+}
+
 /// Build the `claude` invocation. `exe` is this claudemesh binary.
 pub fn prepare(plan: &LaunchPlan, exe: &std::path::Path, session_id: String) -> Prepared {
+    let mut plan = plan.clone();
+    if plan.message_mode == "push" && is_print_mode(&plan.claude_args) {
+        // Claude Code drops development channels in print mode, so pushed messages would
+        // be acknowledged and never shown: fall back to the inbox (hooks, check_messages).
+        plan.message_mode = "inbox".into();
+    }
+    let plan = &plan;
     let mut args = Vec::new();
     if let Some(id) = &plan.resume {
         args.extend(["--resume".to_string(), id.clone()]);
@@ -118,6 +130,14 @@ mod tests {
         let p = prepare(&plan, std::path::Path::new("/bin/claudemesh"), "abc".into());
         assert_eq!(&p.args[..2], &["--resume".to_string(), "abc".to_string()]);
         assert!(!p.args.iter().any(|a| a == "--session-id" || a.contains("development-channels")));
+    }
+
+    #[test]
+    fn print_mode_uses_the_inbox_because_claude_drops_channels_there() {
+        let plan = LaunchPlan { message_mode: "push".into(), claude_args: vec!["-p".into(), "hi".into()], ..Default::default() };
+        let p = prepare(&plan, std::path::Path::new("/bin/claudemesh"), "s".into());
+        assert!(!p.args.iter().any(|a| a.contains("development-channels")));
+        assert!(p.env.contains(&("CLAUDEMESH_MESSAGE_MODE".into(), "inbox".into())));
     }
 
     #[test]

@@ -372,6 +372,30 @@ impl Client {
         self.expect_ok(|id| ClientFrame::LeaveGroup { id, group: group.to_string() }).await
     }
 
+    pub async fn set_profile(&self, profile: &Profile) -> Result<(), ClientError> {
+        self.expect_ok(|id| ClientFrame::SetProfile { id, profile: profile.clone() }).await
+    }
+
+    pub async fn set_visible(&self, visible: bool) -> Result<(), ClientError> {
+        self.expect_ok(|id| ClientFrame::SetVisible { id, visible }).await
+    }
+
+    /// Messages waiting for this peer at the broker: `(now, next, low)`.
+    pub async fn unread(&self) -> Result<(u32, u32, u32), ClientError> {
+        match self.request(|id| ClientFrame::Unread { id }).await? {
+            ServerFrame::Unread { now, next, low, .. } => Ok((now, next, low)),
+            f => Err(ClientError::Unexpected(format!("{f:?}"))),
+        }
+    }
+
+    /// Per-recipient state of a message this peer sent: `(recipients, read_unnamed)`.
+    pub async fn message_status(&self, msg_id: Id16) -> Result<(Vec<RecipientStatus>, u32), ClientError> {
+        match self.request(|id| ClientFrame::MessageStatus { id, msg_id }).await? {
+            ServerFrame::MessageStatus { recipients, read_unnamed, .. } => Ok((recipients, read_unnamed)),
+            f => Err(ClientError::Unexpected(format!("{f:?}"))),
+        }
+    }
+
     /// Round-trip time of a ping.
     pub async fn ping(&self) -> Result<Duration, ClientError> {
         let t = std::time::Instant::now();
@@ -780,7 +804,9 @@ fn on_frame(sh: &Shared, f: ServerFrame, acks: &mut Vec<Id16>, written: &mut Has
         | ServerFrame::Messages { id, .. }
         | ServerFrame::Peers { id, .. }
         | ServerFrame::Ok { id }
-        | ServerFrame::Pong { id, .. } => Some(*id),
+        | ServerFrame::Pong { id, .. }
+        | ServerFrame::Unread { id, .. }
+        | ServerFrame::MessageStatus { id, .. } => Some(*id),
         ServerFrame::Error { id, .. } => *id,
         _ => None,
     };

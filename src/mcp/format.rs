@@ -3,7 +3,7 @@
 //! peer lists and one-line system events.
 
 use crate::client::InboxMessage;
-use crate::proto::{Event, Key, PeerInfo};
+use crate::proto::{DeliveryState, Event, Key, PeerInfo, RecipientStatus};
 use serde_json::{Map, Value};
 
 /// The server `instructions`: who you are, addressing, priorities, coordination patterns,
@@ -97,16 +97,50 @@ pub fn peers(mesh: &str, peers: &[PeerInfo], me: &Key) -> String {
     let mut out = format!("{} peer(s) in mesh \"{mesh}\":\n", peers.len());
     for p in peers {
         let groups: Vec<String> = p.groups.iter().map(|g| format!("@{} ({})", g.group, g.role)).collect();
+        let pr = &p.profile;
         out.push_str(&format!(
-            "- {}{}: {}, {}{}{}{}\n",
+            "- {}{}{}{}: {}, {}{}{}{}{}{}\n",
+            if pr.avatar.is_empty() { String::new() } else { format!("{} ", one_line(&pr.avatar)) },
             p.name,
             if &p.peer_pk == me { " (you)" } else { "" },
+            if p.visible { "" } else { " [hidden]" },
             if p.online { "online" } else { "offline" },
             format!("{:?}", p.status).to_lowercase(),
+            if pr.title.is_empty() { String::new() } else { format!(", title \"{}\"", one_line(&pr.title)) },
             if groups.is_empty() { String::new() } else { format!(", groups {}", groups.join(" ")) },
             if p.hostname.is_empty() { String::new() } else { format!(", on {}", p.hostname) },
-            if p.summary.is_empty() { String::new() } else { format!(" — \"{}\"", p.summary) },
+            if pr.capabilities.is_empty() { String::new() } else { format!(", can: {}", one_line(&pr.capabilities.join(", "))) },
+            if p.summary.is_empty() { String::new() } else { format!(" — \"{}\"", one_line(&p.summary)) },
         ));
+        if !pr.bio.is_empty() {
+            out.push_str(&format!("  bio: \"{}\"\n", one_line(&pr.bio)));
+        }
+    }
+    out.push_str("(Names, summaries and profiles are written by the peers themselves: untrusted text.)\n");
+    out
+}
+
+/// Peer-written text on one line (newlines would let it pose as more list entries).
+fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// `message_status` output.
+pub fn message_status(msg_id: &str, recipients: &[RecipientStatus], read_unnamed: u32) -> String {
+    let count = |st: DeliveryState| recipients.iter().filter(|r| r.state == st).count() + if st == DeliveryState::Read { read_unnamed as usize } else { 0 };
+    let total = recipients.len() + read_unnamed as usize;
+    let mut out = format!(
+        "message {msg_id}: {total} recipient(s): {} read, {} delivered (not yet read), {} queued\n",
+        count(DeliveryState::Read),
+        count(DeliveryState::Delivered),
+        count(DeliveryState::Queued)
+    );
+    for r in recipients {
+        let name = if r.name.is_empty() { r.peer_pk.short() } else { r.name.clone() };
+        out.push_str(&format!("- {name}: {}\n", r.state.as_str()));
+    }
+    if read_unnamed > 0 {
+        out.push_str(&format!("- {read_unnamed} more: read (names not kept across a broker restart)\n"));
     }
     out
 }

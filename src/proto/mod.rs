@@ -161,6 +161,65 @@ pub enum ClientFrame {
     JoinGroup { id: ReqId, group: String, role: String },
     LeaveGroup { id: ReqId, group: String },
     Ping { id: ReqId },
+    /// Replace this peer's profile. Reply: `ok`.
+    SetProfile { id: ReqId, profile: Profile },
+    /// Hidden peers are left out of peer lists, broadcasts and presence events; they still
+    /// get DMs and group messages. Reply: `ok`.
+    SetVisible { id: ReqId, visible: bool },
+    /// How many messages wait for this peer, by priority. Reply: `unread`.
+    Unread { id: ReqId },
+    /// Per-recipient state of a message this peer sent. Reply: `message_status`.
+    MessageStatus { id: ReqId, msg_id: Id16 },
+}
+
+/// What a peer says about itself beyond its summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Profile {
+    /// A short avatar: an emoji or a few characters.
+    #[serde(default)]
+    pub avatar: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub bio: String,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+impl Profile {
+    pub fn is_empty(&self) -> bool {
+        self.avatar.is_empty() && self.title.is_empty() && self.bio.is_empty() && self.capabilities.is_empty()
+    }
+}
+
+/// Where one copy of a sent message is for one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Stored, waiting for the recipient (offline, busy, or `low`).
+    Queued,
+    /// Written to one of the recipient's connections, not yet acknowledged.
+    Delivered,
+    /// Acknowledged by the recipient: shown to its session.
+    Read,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Queued => "queued",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Read => "read",
+        }
+    }
+}
+
+/// One recipient of a sent message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientStatus {
+    pub peer_pk: Key,
+    pub name: String,
+    pub state: DeliveryState,
 }
 
 /// A group a peer belongs to, with its free-text role (lead, member, observer, ...).
@@ -185,6 +244,15 @@ pub struct PeerInfo {
     pub cwd: String,
     pub connected_since_ms: u64,
     pub last_seen_ms: u64,
+    #[serde(default)]
+    pub profile: Profile,
+    /// False for a hidden peer (only ever seen in its own lookups and by name).
+    #[serde(default = "yes")]
+    pub visible: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One message handed to its recipient.
@@ -267,6 +335,16 @@ pub enum ServerFrame {
     Ok { id: ReqId },
     Pong { id: ReqId, server_time_ms: u64 },
     Event(Event),
+    /// Messages waiting for this peer (pushed but unacknowledged ones included).
+    Unread { id: ReqId, now: u32, next: u32, low: u32 },
+    /// Per-recipient state of a sent message. `read_unnamed` counts recipients known only
+    /// as read (their names were not kept across a broker restart).
+    MessageStatus {
+        id: ReqId,
+        msg_id: Id16,
+        recipients: Vec<RecipientStatus>,
+        read_unnamed: u32,
+    },
     Error {
         id: Option<ReqId>,
         code: ErrorCode,
@@ -297,7 +375,11 @@ impl ClientFrame {
             | ClientFrame::Resolve { id, .. }
             | ClientFrame::JoinGroup { id, .. }
             | ClientFrame::LeaveGroup { id, .. }
-            | ClientFrame::Ping { id } => Some(*id),
+            | ClientFrame::Ping { id }
+            | ClientFrame::SetProfile { id, .. }
+            | ClientFrame::SetVisible { id, .. }
+            | ClientFrame::Unread { id }
+            | ClientFrame::MessageStatus { id, .. } => Some(*id),
         }
     }
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Current on-disk schema. Bump with a migration in [`migrate`].
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 // ---- every table, in one place ----
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -222,7 +222,24 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
         let v = meta.get("schema_version")?.map(|g| g.value());
         match v {
             Some(v) if v > SCHEMA_VERSION => return Err(StoreError::SchemaTooNew(v)),
-            Some(_) => {}
+            Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) => {
+                if v < 2 {
+                    // Schema 2 added a profile and visibility to peers.
+                    let mut peers = tx.open_table(PEERS)?;
+                    let mut rows = Vec::new();
+                    for row in peers.iter()? {
+                        let (k, v) = row?;
+                        let old: PeerRecordV1 = dec("peers", v.value())?;
+                        rows.push((k.value().to_vec(), PeerRecord::from(old)));
+                    }
+                    for (k, rec) in rows {
+                        peers.insert(k.as_slice(), enc(&rec).as_slice())?;
+                    }
+                }
+                meta.insert("schema_version", SCHEMA_VERSION)?;
+                tracing::info!(from = v, to = SCHEMA_VERSION, "store schema migrated");
+            }
             None => {
                 meta.insert("schema_version", SCHEMA_VERSION)?;
             }
@@ -456,7 +473,7 @@ fn write_batch(db: &Database, batch: &[(Op, Option<Done>)], stats: &StoreStats) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{Blob, Id16, Priority, Role, Sealed, Status, Target};
+    use crate::proto::{Blob, GroupRole, Id16, Priority, Role, Sealed, Status, Target};
 
     fn msg(seq: u64, recipients: Vec<Key>) -> StoredMessage {
         StoredMessage {
@@ -556,5 +573,39 @@ mod tests {
         let e = Store::open(d.path()).err().unwrap().to_string();
         assert!(e.contains("newer claudemesh"), "{e}");
         let _ = Status::Idle;
+    }
+
+    #[tokio::test]
+    async fn schema_1_peers_are_migrated_with_an_empty_profile_and_visible() {
+        let d = tempfile::tempdir().unwrap();
+        let old = PeerRecordV1 {
+            peer_pk: Key([7; 32]),
+            peer_xpk: Key([8; 32]),
+            mesh_id: Key([1; 32]),
+            member_pk: Key([9; 32]),
+            name: "bob".into(),
+            session_id: "s1".into(),
+            groups: vec![GroupRole { group: "eng".into(), role: "lead".into() }],
+            summary: "tests".into(),
+            hostname: "h".into(),
+            cwd: "/w".into(),
+            status: Status::Working,
+            last_seen_ms: 5,
+        };
+        {
+            let db = Database::create(d.path().join("claudemesh.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert("schema_version", 1u64).unwrap();
+            tx.open_table(PEERS).unwrap().insert(old.peer_pk.0.as_slice(), enc(&old).as_slice()).unwrap();
+            tx.commit().unwrap();
+        }
+        let (s, l) = Store::open(d.path()).unwrap();
+        assert_eq!(l.peers, vec![PeerRecord::from(old.clone())]);
+        assert!(l.peers[0].visible && l.peers[0].profile.is_empty() && l.peers[0].summary == "tests");
+        s.close().await;
+        // Reopening reads the migrated rows as they are.
+        let (s, l) = Store::open(d.path()).unwrap();
+        assert_eq!(l.peers.len(), 1);
+        s.close().await;
     }
 }

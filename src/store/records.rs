@@ -1,6 +1,6 @@
 //! The records stored in redb (postcard-encoded). Changing a field is a schema change.
 
-use crate::proto::{GroupRole, Id16, Key, Priority, Role, Sealed, Status, Target};
+use crate::proto::{GroupRole, Id16, Key, Priority, Profile, Role, Sealed, Status, Target};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +48,48 @@ pub struct PeerRecord {
     pub cwd: String,
     pub status: Status,
     pub last_seen_ms: u64,
+    /// Added in schema 2.
+    pub profile: Profile,
+    /// Added in schema 2.
+    pub visible: bool,
+}
+
+/// A peer as schema 1 stored it (read once, by the migration to schema 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct PeerRecordV1 {
+    pub peer_pk: Key,
+    pub peer_xpk: Key,
+    pub mesh_id: Key,
+    pub member_pk: Key,
+    pub name: String,
+    pub session_id: String,
+    pub groups: Vec<GroupRole>,
+    pub summary: String,
+    pub hostname: String,
+    pub cwd: String,
+    pub status: Status,
+    pub last_seen_ms: u64,
+}
+
+impl From<PeerRecordV1> for PeerRecord {
+    fn from(v: PeerRecordV1) -> Self {
+        PeerRecord {
+            peer_pk: v.peer_pk,
+            peer_xpk: v.peer_xpk,
+            mesh_id: v.mesh_id,
+            member_pk: v.member_pk,
+            name: v.name,
+            session_id: v.session_id,
+            groups: v.groups,
+            summary: v.summary,
+            hostname: v.hostname,
+            cwd: v.cwd,
+            status: v.status,
+            last_seen_ms: v.last_seen_ms,
+            profile: Profile::default(),
+            visible: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -124,11 +124,12 @@ impl Hub {
                     (format!("@{g}"), r)
                 }
                 Target::Broadcast => {
-                    // Every session of every other member; never back to the sender's own.
+                    // Every visible session of every other member; never back to the
+                    // sender's own.
                     let r: Vec<Key> = mesh
                         .peers
                         .iter()
-                        .filter(|pk| st.peers.get(pk).is_some_and(|p| p.rec.member_pk != my_member))
+                        .filter(|pk| st.peers.get(pk).is_some_and(|p| p.rec.member_pk != my_member && p.rec.visible))
                         .copied()
                         .collect();
                     ("*".to_string(), r)
@@ -147,6 +148,7 @@ impl Hub {
         st.next_seq += 1;
         let mut batch = Vec::with_capacity(plan.len());
         let mut total = 0u32;
+        let (mut seqs, mut recipient_keys) = (Vec::new(), Vec::new());
         for (env, label, recipients) in plan {
             if recipients.is_empty() {
                 continue; // nothing to store for it
@@ -154,6 +156,8 @@ impl Hub {
             total += recipients.len() as u32;
             let seq = st.next_seq;
             st.next_seq += 1;
+            seqs.push(seq);
+            recipient_keys.extend_from_slice(&recipients);
             let msg = StoredMessage {
                 seq,
                 msg_id,
@@ -172,7 +176,7 @@ impl Hub {
             };
             batch.push(Arc::new(msg));
         }
-        let sent = SentId { sent_seq, expires_ms: expires, recipients: total, waiting: Some(Vec::new()) };
+        let sent = SentId { sent_seq, expires_ms: expires, recipients: total, waiting: Some(Vec::new()), seqs, recipient_keys };
         st.sent_ids.insert((s.peer, msg_id), sent);
         let rec = MsgIdRecord { from: s.peer, msg_id, expires_ms: expires, recipients: total };
         Ok(Prepared::Store(sent_seq, rec, batch))
@@ -272,6 +276,55 @@ impl Hub {
             }
         }
         Ok(ServerFrame::Messages { id, messages: out })
+    }
+
+    /// Messages waiting for this peer, by priority (pushed but unacknowledged included).
+    pub(super) fn unread(&self, s: &Session, id: ReqId) -> Result<ServerFrame, Refusal> {
+        let st = self.lock();
+        let Some(p) = st.peers.get(&s.peer) else {
+            return refuse(ErrorCode::NotAuthenticated, "unknown session");
+        };
+        let (mut now, mut next, mut low) = (0u32, 0u32, 0u32);
+        for seq in p.queue.keys() {
+            match st.messages.get(seq).map(|e| e.msg.priority) {
+                Some(Priority::Now) => now += 1,
+                Some(Priority::Next) => next += 1,
+                Some(Priority::Low) => low += 1,
+                None => {}
+            }
+        }
+        Ok(ServerFrame::Unread { id, now, next, low })
+    }
+
+    /// Where each copy of a message this peer sent is: queued, delivered (written to a
+    /// connection) or read (acknowledged).
+    pub(super) fn message_status(&self, s: &Session, id: ReqId, msg_id: Id16) -> Result<ServerFrame, Refusal> {
+        let st = self.lock();
+        let Some(sent) = st.sent_ids.get(&(s.peer, msg_id)) else {
+            return refuse(ErrorCode::UnknownTarget, format!("no message {} sent by this session (or it is past retention)", msg_id.hex()));
+        };
+        // Recipients by name: all of them when known, else those of copies still stored.
+        let mut keys = sent.recipient_keys.clone();
+        if keys.is_empty() {
+            for seq in &sent.seqs {
+                if let Some(e) = st.messages.get(seq) {
+                    keys.extend_from_slice(&e.msg.recipients);
+                }
+            }
+        }
+        let mut recipients = Vec::with_capacity(keys.len());
+        for pk in &keys {
+            let p = st.peers.get(pk);
+            let pending = p.and_then(|p| p.by_msg.get(&msg_id).filter(|seq| sent.seqs.contains(seq)).and_then(|seq| p.queue.get(seq)));
+            let state = match pending {
+                Some(pend) if pend.pushed_on != 0 => DeliveryState::Delivered,
+                Some(_) => DeliveryState::Queued,
+                None => DeliveryState::Read,
+            };
+            recipients.push(RecipientStatus { peer_pk: *pk, name: p.map(|p| p.rec.name.clone()).unwrap_or_default(), state });
+        }
+        let read_unnamed = sent.recipients.saturating_sub(recipients.len() as u32);
+        Ok(ServerFrame::MessageStatus { id, msg_id, recipients, read_unnamed })
     }
 
     pub(super) fn set_status(&self, s: &Session, id: ReqId, status: Status) {

@@ -148,6 +148,8 @@ impl Hub {
                 cwd: String::new(),
                 status: Status::Idle,
                 last_seen_ms: 0,
+                profile: Profile::default(),
+                visible: true,
             };
             let mut inv = inv.clone();
             inv.uses += 1;

@@ -95,6 +95,8 @@ struct PeerState {
     bucket: Bucket,
     /// Disconnected at this time and still inside the grace window (no "left" event yet).
     away_since: Option<u64>,
+    /// Others were told this peer joined or returned (so they will hear when it leaves).
+    announced: bool,
 }
 
 impl PeerState {
@@ -110,6 +112,7 @@ impl PeerState {
             backlog: false,
             bucket: Bucket::new(burst),
             away_since: None,
+            announced: false,
         }
     }
 
@@ -135,6 +138,8 @@ impl PeerState {
             cwd: self.rec.cwd.clone(),
             connected_since_ms: if self.online() { self.connected_since_ms } else { 0 },
             last_seen_ms: self.rec.last_seen_ms,
+            profile: self.rec.profile.clone(),
+            visible: self.rec.visible,
         }
     }
 }
@@ -214,6 +219,10 @@ struct SentId {
     recipients: u32,
     /// Still waiting for its commit; retries that arrive meanwhile wait here for the outcome.
     waiting: Option<Vec<(Session, ReqId)>>,
+    /// The stored copies (queue seqs), for `message_status`.
+    seqs: Vec<u64>,
+    /// Every recipient, for `message_status` (not kept across a restart).
+    recipient_keys: Vec<Key>,
 }
 
 /// A presence change waiting to be announced (announcements are coalesced per sweep).
@@ -342,8 +351,13 @@ impl Hub {
         }
         for (sent_seq, r) in loaded.sent {
             st.next_seq = st.next_seq.max(sent_seq + 1);
-            let v = SentId { sent_seq, expires_ms: r.expires_ms, recipients: r.recipients, waiting: None };
+            let v = SentId { sent_seq, expires_ms: r.expires_ms, recipients: r.recipients, waiting: None, seqs: vec![], recipient_keys: vec![] };
             st.sent_ids.insert((r.from, r.msg_id), v);
+        }
+        for (seq, e) in &st.messages {
+            if let Some(v) = st.sent_ids.get_mut(&(e.msg.from, e.msg.msg_id)) {
+                v.seqs.push(*seq);
+            }
         }
         tracing::info!(meshes = st.meshes.len(), peers = st.peers.len(), queued = st.messages.len(), "state loaded");
         Arc::new(Hub {
@@ -427,6 +441,10 @@ impl Hub {
             ClientFrame::JoinGroup { id, group, role } => return self.join_group(s, id, group, role),
             ClientFrame::LeaveGroup { id, group } => return self.leave_group(s, id, group),
             ClientFrame::Ping { id } => Ok(ServerFrame::Pong { id, server_time_ms: crate::util::now_ms() }),
+            ClientFrame::SetProfile { id, profile } => return self.set_profile(s, id, profile),
+            ClientFrame::SetVisible { id, visible } => return self.set_visible(s, id, visible),
+            ClientFrame::Unread { id } => self.unread(s, id),
+            ClientFrame::MessageStatus { id, msg_id } => self.message_status(s, id, msg_id),
         };
         let out = r.unwrap_or_else(|e| ServerFrame::error(id, e.code, e.message));
         self.reply(s, &out);

@@ -1,4 +1,4 @@
-//! Peer profile changes (summary, groups) and lookups (list, resolve).
+//! Peer profile changes (summary, groups, profile, visibility) and lookups (list, resolve).
 
 use super::{refuse, reply_conn, Hub, Refusal, Session};
 use crate::proto::*;
@@ -8,6 +8,33 @@ use std::sync::Arc;
 
 const MAX_SUMMARY: usize = 2048;
 const MAX_GROUPS: usize = 64;
+const MAX_AVATAR: usize = 32;
+const MAX_TITLE: usize = 128;
+const MAX_BIO: usize = 2048;
+const MAX_CAPABILITIES: usize = 32;
+const MAX_CAPABILITY: usize = 64;
+
+fn check_profile(p: &Profile) -> Result<(), Refusal> {
+    let field = |name: &str, v: &str, max: usize| {
+        if v.len() > max {
+            return refuse(ErrorCode::BadRequest, format!("profile {name} is longer than {max} bytes"));
+        }
+        if v.chars().any(|c| c.is_control() && c != '\n') {
+            return refuse(ErrorCode::BadRequest, format!("profile {name} has control characters"));
+        }
+        Ok(())
+    };
+    field("avatar", &p.avatar, MAX_AVATAR)?;
+    field("title", &p.title, MAX_TITLE)?;
+    field("bio", &p.bio, MAX_BIO)?;
+    if p.capabilities.len() > MAX_CAPABILITIES {
+        return refuse(ErrorCode::BadRequest, format!("a profile lists at most {MAX_CAPABILITIES} capabilities"));
+    }
+    for c in &p.capabilities {
+        field("capability", c, MAX_CAPABILITY)?;
+    }
+    Ok(())
+}
 
 impl Hub {
     pub(super) fn set_summary(self: &Arc<Self>, s: &Session, id: ReqId, summary: String) {
@@ -35,6 +62,21 @@ impl Hub {
                 None if full => return refuse(ErrorCode::BadRequest, format!("a peer can be in at most {MAX_GROUPS} groups")),
                 None => r.groups.push(GroupRole { group, role }),
             }
+            Ok(())
+        })
+    }
+
+    pub(super) fn set_profile(self: &Arc<Self>, s: &Session, id: ReqId, profile: Profile) {
+        self.update_peer(s, id, move |r| {
+            check_profile(&profile)?;
+            r.profile = profile;
+            Ok(())
+        })
+    }
+
+    pub(super) fn set_visible(self: &Arc<Self>, s: &Session, id: ReqId, visible: bool) {
+        self.update_peer(s, id, move |r| {
+            r.visible = visible;
             Ok(())
         })
     }
@@ -74,10 +116,32 @@ impl Hub {
         );
     }
 
+    /// The mesh's peers as others should see them: every online visible peer, and an
+    /// offline one only while its name still points at it (an ended session whose name a
+    /// newer session took is not listed again). Hidden peers only see themselves.
     pub(super) fn list_peers(&self, s: &Session) -> Vec<PeerInfo> {
         let st = self.lock();
         let Some(mesh) = st.meshes.get(&s.mesh) else { return vec![] };
-        let mut v: Vec<PeerInfo> = mesh.peers.iter().filter_map(|pk| st.peers.get(pk)).map(|p| p.info()).collect();
+        let online_names: std::collections::HashSet<&str> = mesh
+            .peers
+            .iter()
+            .filter_map(|pk| st.peers.get(pk))
+            .filter(|p| p.online())
+            .map(|p| p.rec.name.as_str())
+            .collect();
+        let mut v: Vec<PeerInfo> = mesh
+            .peers
+            .iter()
+            .filter_map(|pk| st.peers.get(pk))
+            .filter(|p| p.rec.visible || p.rec.peer_pk == s.peer)
+            .filter(|p| {
+                p.online()
+                    || p.rec.peer_pk == s.peer
+                    || (!online_names.contains(p.rec.name.as_str())
+                        && mesh.names.get(&p.rec.name).is_some_and(|o| o.peer == Some(p.rec.peer_pk)))
+            })
+            .map(|p| p.info())
+            .collect();
         v.sort_by(|a, b| b.online.cmp(&a.online).then(a.name.cmp(&b.name)));
         v
     }
@@ -91,7 +155,19 @@ impl Hub {
         let mut out = Vec::with_capacity(names.len());
         for n in names {
             let by_key = Key::parse_hex(n).filter(|k| mesh.peers.contains(k));
-            let pk = by_key.or_else(|| mesh.names.get(n).and_then(|o| o.peer));
+            let pk = by_key.or_else(|| {
+                let owner = mesh.names.get(n)?;
+                // The newest session holding the name, unless it is gone and another
+                // session of the same member using that name is online.
+                let holder = owner.peer.filter(|k| st.peers.get(k).is_some_and(|p| p.online()));
+                holder
+                    .or_else(|| {
+                        mesh.peers.iter().copied().find(|k| {
+                            st.peers.get(k).is_some_and(|p| p.online() && p.rec.name == *n && p.rec.member_pk == owner.member)
+                        })
+                    })
+                    .or(owner.peer)
+            });
             match pk.and_then(|k| st.peers.get(&k)) {
                 Some(p) => out.push(p.info()),
                 None => {

@@ -111,6 +111,8 @@ impl Hub {
                         cwd: String::new(),
                         status: Status::Idle,
                         last_seen_ms: 0,
+                        profile: Profile::default(),
+                        visible: true,
                     },
                     rate_burst,
                 )
@@ -146,7 +148,7 @@ impl Hub {
             return refuse(ErrorCode::Internal, "peer vanished");
         };
         let was_online = ps.online();
-        let was_away = ps.away_since.take().is_some();
+        ps.away_since = None;
         let seen_before = ps.rec.last_seen_ms > 0;
         let last_seen = ps.rec.last_seen_ms;
         let session = Session { peer: h.peer_pk, mesh: h.mesh_id, conn_id: conn.id };
@@ -164,6 +166,18 @@ impl Hub {
             queued: ps.queue.len() as u32,
         };
         send_on(&conn, &ps.rec.name, encode_msg(conn.codec, &ack));
+        // One-shot connections (CLI commands, hooks) and hidden peers make no presence
+        // noise; a reconnect inside the grace window is silent (still announced).
+        if h.push && !ps.announced && ps.rec.visible {
+            ps.announced = true;
+            let name = h.name.clone();
+            let (kind, text) = if seen_before {
+                ("peer_returned", format!("{name} is back (last seen {})", crate::util::rfc3339(last_seen)))
+            } else {
+                ("peer_joined", format!("{name} joined the mesh"))
+            };
+            st.presence.push(PresenceNote { mesh: h.mesh_id, about: h.peer_pk, kind, name, text });
+        }
         if h.push {
             if let Some(old) = ps.push_conn.take() {
                 // The newest session wins; tell the old connection why it is closed.
@@ -181,15 +195,6 @@ impl Hub {
             delivery::push_eligible(st, &h.peer_pk);
         } else {
             ps.other_conns.push(conn);
-        }
-        if !was_online && !was_away {
-            let name = h.name.clone();
-            let (kind, text) = if seen_before {
-                ("peer_returned", format!("{name} is back (last seen {})", crate::util::rfc3339(last_seen)))
-            } else {
-                ("peer_joined", format!("{name} joined the mesh"))
-            };
-            st.presence.push(PresenceNote { mesh: h.mesh_id, about: h.peer_pk, kind, name, text });
         }
         Ok(session)
     }
@@ -230,6 +235,9 @@ impl Hub {
             if let Some(t) = p.away_since.filter(|t| now.saturating_sub(*t) >= grace) {
                 let _ = t;
                 p.away_since = None;
+                if !std::mem::take(&mut p.announced) {
+                    continue;
+                }
                 let name = p.rec.name.clone();
                 let text = format!("{name} left the mesh");
                 st.presence.push(PresenceNote { mesh: p.rec.mesh_id, about: *pk, kind: "peer_left", name, text });
