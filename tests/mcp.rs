@@ -301,3 +301,48 @@ async fn a_message_shown_by_a_hook_is_not_shown_again_by_the_mcp_server() {
     let (_, text) = m.tool("check_messages", json!({})).await;
     assert!(text.contains("No new messages"), "{text}");
 }
+
+#[tokio::test]
+async fn mcp_profile_visibility_and_message_status_tools_work_and_busy_sessions_see_the_unread_line() {
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let mut m = Mcp::start(&bob, "inbox").await;
+    m.connected().await;
+    let (err, t) = m.tool("set_profile", json!({"title": "reviewer", "capabilities": ["rust"]})).await;
+    assert!(!err, "{t}");
+    let (err, _) = m.tool("set_profile", json!({"avatar": "🦀"})).await;
+    assert!(!err);
+    let a = alice.connect().await;
+    let me = a.resolve(&[session_name("bob")]).await.unwrap();
+    assert_eq!(me[0].profile.title, "reviewer", "fields left out keep their value");
+    assert_eq!(me[0].profile.avatar, "🦀");
+    let (err, t) = m.tool("set_profile", json!({"title": "x".repeat(1000)})).await;
+    assert!(err && t.contains("longer than"), "{t}");
+
+    let (err, _) = m.tool("set_visible", json!({"visible": false})).await;
+    assert!(!err);
+    assert!(!a.list_peers().await.unwrap().iter().any(|p| p.name == session_name("bob")));
+    let (_, listed) = m.tool("list_peers", json!({})).await;
+    assert!(listed.contains("(you) [hidden]"), "{listed}");
+    m.tool("set_visible", json!({"visible": true})).await;
+
+    // A busy session is not handed `next` messages, but its tool results say they wait.
+    m.tool("set_status", json!({"status": "working"})).await;
+    a.send(&[Dest::parse(&session_name("bob"))], "when you can", Priority::Next, None).await.unwrap();
+    let (_, t) = m.tool("whoami", json!({})).await;
+    assert!(t.contains("[claudemesh] 1 unread message(s) (use check_messages)"), "{t}");
+
+    let (err, t) = m.tool("send_message", json!({"to": "alice", "text": "status?"})).await;
+    assert!(!err, "{t}");
+    let id = t.split("(id ").nth(1).unwrap()[..32].to_string();
+    let (err, t) = m.tool("message_status", json!({"message_id": id})).await;
+    assert!(!err, "{t}");
+    assert!(t.contains("- alice: delivered") || t.contains("- alice: queued"), "{t}");
+    let got = next_message(&a, WAIT).await.unwrap();
+    a.ack(&[got.msg_id]);
+    a.ping().await.unwrap();
+    let (_, t) = m.tool("message_status", json!({"message_id": id})).await;
+    assert!(t.contains("1 read") && t.contains("- alice: read"), "{t}");
+    let (err, t) = m.tool("message_status", json!({"message_id": "nothex"})).await;
+    assert!(err && t.contains("32 hex"), "{t}");
+}

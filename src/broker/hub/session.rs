@@ -61,16 +61,23 @@ impl Hub {
             if member.revoked {
                 return refuse(ErrorCode::NotMember, "this member was removed from the mesh");
             }
+            // A one-shot connection (no pushes: a CLI command) may share a name a live
+            // session of the same member holds; it does not take the name over.
+            let mut take_name = true;
             if let Some(owner) = mesh.names.get(&h.name) {
                 if owner.member != h.member_pk {
                     return refuse(ErrorCode::NameTaken, format!("the name '{}' belongs to another member", h.name));
                 }
                 if let Some(other) = owner.peer.filter(|p| *p != h.peer_pk) {
                     if st.peers.get(&other).is_some_and(|p| p.online()) {
-                        return refuse(
+                        if !h.push {
+                            take_name = false;
+                        } else {
+                            return refuse(
                             ErrorCode::NameTaken,
                             format!("the name '{}' is in use by another of your sessions", h.name),
                         );
+                        }
                     }
                 }
             }
@@ -129,7 +136,9 @@ impl Hub {
                 mesh.peers.insert(h.peer_pk);
                 // The name now resolves to this session (reserved before the commit, so a
                 // concurrent hello of another member sees it taken).
-                mesh.names.insert(h.name.clone(), NameOwner { member: h.member_pk, peer: Some(h.peer_pk) });
+                if take_name {
+                    mesh.names.insert(h.name.clone(), NameOwner { member: h.member_pk, peer: Some(h.peer_pk) });
+                }
             }
             changed.then(|| {
                 let (tx, rx) = tokio::sync::oneshot::channel();
