@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod fuzzing;
 pub mod mcp;
 pub mod proto;
+pub mod service;
 pub mod store;
 pub mod util;
 

@@ -64,7 +64,7 @@ async fn a_full_disk_gives_clear_errors_loses_nothing_acknowledged_and_recovers(
     println!("disk filled after {} acknowledged 60 KB messages; error: {e}", acked.len());
     // Still serving while the disk is full.
     a.ping().await.unwrap();
-    assert!(a.list_peers().await.unwrap().len() >= 2);
+    assert!(a.list_peers().await.unwrap().iter().any(|p| p.name == "alice"), "peer lists still answer");
     // Space returns.
     assert!(Command::new("mount").args(["-o", "remount,size=64m"]).arg(&data).status().unwrap().success());
     let mut recovered = false;

@@ -154,6 +154,39 @@ pub fn install(paths: &ClaudePaths, exe: &Path) -> Result<Report, InstallError> 
     Ok(report)
 }
 
+/// What Claude Code's config says about claudemesh (for `doctor`).
+#[derive(Debug, Default)]
+pub struct Inspection {
+    /// `mcpServers.claudemesh.command`, when the entry is there.
+    pub mcp_command: Option<String>,
+    /// Hook events that run `claudemesh hook ...`.
+    pub hooks: Vec<String>,
+}
+
+/// Read both files (missing ones count as empty).
+pub fn inspect(paths: &ClaudePaths) -> Result<Inspection, InstallError> {
+    let mut out = Inspection::default();
+    if let Some((_, m)) = read(&paths.claude_json)? {
+        out.mcp_command = m
+            .get("mcpServers")
+            .and_then(|s| s.get("claudemesh"))
+            .map(|e| e.get("command").and_then(Value::as_str).unwrap_or_default().to_string());
+    }
+    if let Some((_, m)) = read(&paths.settings)? {
+        for (event, _) in HOOKS {
+            let found = m
+                .get("hooks")
+                .and_then(|h| h.get(*event))
+                .and_then(Value::as_array)
+                .is_some_and(|groups| groups.iter().filter_map(|g| g.get("hooks").and_then(Value::as_array)).flatten().any(is_ours));
+            if found {
+                out.hooks.push(event.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Remove what `install` added; everything else stays.
 pub fn uninstall(paths: &ClaudePaths) -> Result<Report, InstallError> {
     let cj = read(&paths.claude_json)?;

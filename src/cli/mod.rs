@@ -33,6 +33,8 @@ pub enum Cmd {
     Inbox(InboxCmd),
     Group(GroupCmd),
     Status(StatusCmd),
+    Doctor(DoctorCmd),
+    Service(ServiceCmd),
     Member(MemberCmd),
     Mcp(McpCmd),
     Hook(HookCmd),
@@ -366,6 +368,72 @@ pub struct StatusCmd {
     pub json: bool,
 }
 
+/// run the broker as a systemd service on this host (install or uninstall)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "service")]
+pub struct ServiceCmd {
+    #[argh(subcommand)]
+    pub cmd: ServiceSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum ServiceSub {
+    Install(ServiceInstallCmd),
+    Uninstall(ServiceUninstallCmd),
+}
+
+/// write a hardened systemd unit for the broker, enable and start it
+#[derive(FromArgs)]
+#[argh(subcommand, name = "install")]
+pub struct ServiceInstallCmd {
+    /// base URL clients use to reach the broker (put in invites), e.g. https://mesh.example.com
+    #[argh(option)]
+    pub public_url: Option<String>,
+    /// address to listen on (default 0.0.0.0:7900; 127.0.0.1:7900 with an https public URL,
+    /// which means a TLS proxy on this host)
+    #[argh(option)]
+    pub listen: Option<String>,
+    /// data directory under /var/lib (default /var/lib/claudemesh)
+    #[argh(option, default = "crate::service::DEFAULT_DATA_DIR.into()")]
+    pub data_dir: PathBuf,
+    /// binary the unit runs (default: this one; copied to /usr/local/bin when it lives in a
+    /// home directory or /tmp, which the service cannot see)
+    #[argh(option)]
+    pub exe: Option<PathBuf>,
+    /// where to write the unit (default /etc/systemd/system)
+    #[argh(option, default = "\"/etc/systemd/system\".into()")]
+    pub unit_dir: PathBuf,
+    /// write the unit but do not run systemctl
+    #[argh(switch)]
+    pub no_start: bool,
+    /// print the unit and the steps; change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+}
+
+/// stop, disable and remove the broker's systemd unit (the data directory is kept)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "uninstall")]
+pub struct ServiceUninstallCmd {
+    /// where the unit is (default /etc/systemd/system)
+    #[argh(option, default = "\"/etc/systemd/system\".into()")]
+    pub unit_dir: PathBuf,
+    /// print the steps; change nothing
+    #[argh(switch)]
+    pub dry_run: bool,
+}
+
+/// check this machine's setup (Claude Code, its config, keys, brokers) and say how to fix
+/// what fails
+#[derive(FromArgs)]
+#[argh(subcommand, name = "doctor")]
+pub struct DoctorCmd {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
 /// Set up logging: human-readable on stderr, JSON lines when asked.
 pub fn init_logging(json: bool, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLAUDEMESH_LOG")
@@ -408,6 +476,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Status(c) => status(&home, c).await,
+        Cmd::Doctor(c) => {
+            let checks = crate::claude::doctor::run(&home, &crate::claude::install::ClaudePaths::from_env()).await;
+            if c.json {
+                println!("{}", serde_json::to_string(&checks)?);
+            } else {
+                print!("{}", crate::claude::doctor::render(&checks));
+            }
+            if checks.iter().any(|c| !c.ok) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Cmd::Service(c) => service(c).await,
         Cmd::Mcp(c) => mcp(&home, c).await,
         Cmd::Hook(c) => {
             use std::io::Read;
@@ -447,6 +528,68 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 // ------------------------------------------------------------------ broker side
+
+async fn service(c: ServiceCmd) -> Result<()> {
+    use crate::service::{self as svc, UnitOptions};
+    match c.cmd {
+        ServiceSub::Install(c) => {
+            let listen = c.listen.clone().unwrap_or_else(|| svc::default_listen(c.public_url.as_deref()).to_string());
+            let mut o = UnitOptions { exe: PathBuf::new(), listen, public_url: c.public_url.clone(), data_dir: c.data_dir.clone() };
+            let current = std::env::current_exe().context("cannot find this binary's path")?;
+            let steps = svc::plan(&mut o, &current, c.exe.clone(), &c.unit_dir, !c.no_start)?;
+            if c.dry_run {
+                println!("# {}\n{}", c.unit_dir.join(svc::UNIT_NAME).display(), svc::unit(&o));
+                println!("dry run: would");
+                for s in &steps {
+                    println!("  {s}");
+                }
+                return Ok(());
+            }
+            let (runs, files): (Vec<svc::Step>, Vec<svc::Step>) = steps.into_iter().partition(|s| matches!(s, svc::Step::Run(_)));
+            svc::apply(&files, &o)?;
+            let unit_file = c.unit_dir.join(svc::UNIT_NAME);
+            match svc::verify(&unit_file) {
+                Some(Ok(())) => println!("✓ systemd-analyze verify {}", unit_file.display()),
+                Some(Err(e)) => println!("! systemd-analyze verify {}:\n{e}", unit_file.display()),
+                None => {}
+            }
+            svc::apply(&runs, &o)?;
+            if c.no_start {
+                println!("wrote {}; start it with `systemctl daemon-reload && systemctl enable --now {}`", unit_file.display(), svc::UNIT_NAME);
+                return Ok(());
+            }
+            let local = o.listen.replace("0.0.0.0", "127.0.0.1");
+            let url = format!("http://{local}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let ok = crate::client::http::request(&url, "GET", "/health", None).await.is_ok_and(|(code, _)| code == 200);
+                if ok {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!("the service did not answer on {url}/health within 10 s: see `journalctl -u claudemesh`");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            println!("✓ claudemesh broker running ({url}/health answers)");
+            println!("next: claudemesh mesh create <name>   (prints the invite for your team)");
+            Ok(())
+        }
+        ServiceSub::Uninstall(c) => {
+            let steps = svc::uninstall_plan(&c.unit_dir);
+            if c.dry_run {
+                println!("dry run: would");
+                for s in &steps {
+                    println!("  {s}");
+                }
+                return Ok(());
+            }
+            svc::apply(&steps, &crate::service::UnitOptions::default())?;
+            println!("removed the claudemesh service (data in /var/lib is kept)");
+            Ok(())
+        }
+    }
+}
 
 async fn serve(c: ServeCmd) -> Result<()> {
     init_logging(c.log_json, "info");
@@ -789,6 +932,11 @@ async fn inbox(home: &Home, c: InboxCmd) -> Result<()> {
     Ok(())
 }
 
+/// A JSON value for humans: `?` when it is missing.
+fn shown(v: &serde_json::Value) -> String {
+    if v.is_null() { "?".into() } else { v.to_string() }
+}
+
 async fn status(home: &Home, c: StatusCmd) -> Result<()> {
     let cfg = home.load()?;
     let mut rows = Vec::new();
@@ -813,10 +961,25 @@ async fn status(home: &Home, c: StatusCmd) -> Result<()> {
                     row["peers_online"] = serde_json::json!(p.iter().filter(|p| p.online).count());
                     row["peers"] = serde_json::json!(p.len());
                 }
-                if let Ok(msgs) = client.pull().await {
-                    row["unread"] = serde_json::json!(msgs.len());
+                if let Ok((now, next, low)) = client.unread().await {
+                    row["unread"] = serde_json::json!(now + next + low);
+                    row["unread_by_priority"] = serde_json::json!({"now": now, "next": next, "low": low});
                 }
                 row["connected"] = serde_json::json!(true);
+                client.close().await;
+                // Claude Code sessions that ran on this machine: what waits for each.
+                let mut sessions = Vec::new();
+                for (sid, name) in home.sessions(&m.mesh_id, 10) {
+                    let mut o = ClientOptions::for_session(home, m, &sid, &name);
+                    o.push = false;
+                    o.request_timeout = Duration::from_secs(5);
+                    let Ok(sc) = Client::connect(o, Duration::from_secs(5)).await else { continue };
+                    if let Ok((now, next, low)) = sc.unread().await {
+                        sessions.push(serde_json::json!({"session_id": sid, "name": name, "unread": now + next + low}));
+                    }
+                    sc.close().await;
+                }
+                row["sessions"] = serde_json::Value::Array(sessions);
             }
             Err(e) => {
                 row["connected"] = serde_json::json!(false);
@@ -839,11 +1002,14 @@ async fn status(home: &Home, c: StatusCmd) -> Result<()> {
                 r["mesh"].as_str().unwrap_or_default(),
                 r["name"].as_str().unwrap_or_default(),
                 r["broker"].as_str().unwrap_or_default(),
-                r["rtt_ms"],
-                r["peers_online"],
-                r["peers"],
-                r["unread"]
+                shown(&r["rtt_ms"]),
+                shown(&r["peers_online"]),
+                shown(&r["peers"]),
+                shown(&r["unread"])
             );
+            for x in r["sessions"].as_array().into_iter().flatten() {
+                println!("    session {} ({}): {} unread", x["name"].as_str().unwrap_or_default(), x["session_id"].as_str().unwrap_or_default(), x["unread"]);
+            }
         } else {
             println!(
                 "✗ {} via {}: {}",

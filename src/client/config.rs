@@ -114,6 +114,34 @@ impl Home {
         self.dir.join("seen").join(format!("{}-{}.ids", &mesh_id.hex()[..16], safe))
     }
 
+    /// Note that a Claude Code session ran as a peer of this mesh (for `status`). The
+    /// file's modification time is when it last started.
+    pub fn record_session(&self, mesh_id: &Key, session_id: &str, name: &str) -> Result<(), ConfigError> {
+        let dir = self.dir.join("sessions");
+        std::fs::create_dir_all(&dir).map_err(|e| ConfigError::Write(dir.display().to_string(), e))?;
+        let safe: String = session_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
+        let p = dir.join(format!("{}-{}", &mesh_id.hex()[..16], safe));
+        let body = serde_json::json!({"session_id": session_id, "name": name}).to_string();
+        std::fs::write(&p, body).map_err(|e| ConfigError::Write(p.display().to_string(), e))
+    }
+
+    /// Sessions recorded for a mesh, newest first: `(session_id, name)`.
+    pub fn sessions(&self, mesh_id: &Key, limit: usize) -> Vec<(String, String)> {
+        let prefix = format!("{}-", &mesh_id.hex()[..16]);
+        let Ok(rd) = std::fs::read_dir(self.dir.join("sessions")) else { return vec![] };
+        let mut v: Vec<(std::time::SystemTime, String, String)> = rd
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .filter_map(|e| {
+                let t = e.metadata().and_then(|m| m.modified()).ok()?;
+                let j: serde_json::Value = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+                Some((t, j["session_id"].as_str()?.to_string(), j["name"].as_str().unwrap_or_default().to_string()))
+            })
+            .collect();
+        v.sort_by(|a, b| b.0.cmp(&a.0));
+        v.into_iter().take(limit).map(|(_, s, n)| (s, n)).collect()
+    }
+
     pub fn load(&self) -> Result<ClientConfig, ConfigError> {
         read_json(&self.config_path()).map(|c| c.unwrap_or(ClientConfig { version: 1, meshes: vec![] }))
     }

@@ -610,24 +610,29 @@ fn is_fatal(code: ErrorCode) -> bool {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame), ClientError> {
+/// Connect and say hello. Returns the socket, the hello ack and the encoding the broker
+/// picked (binary is offered with JSON as the fallback, so a broker of another release that
+/// does not know this binary encoding still talks JSON with us).
+async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame, Codec), ClientError> {
     let o = &sh.opts;
     let mut req = o
         .ws_url
         .as_str()
         .into_client_request()
         .map_err(|e| ClientError::Refused { code: ErrorCode::BadRequest, message: format!("bad broker URL: {e}") })?;
-    let proto = match o.codec {
-        Codec::Binary => SUBPROTOCOL_BINARY,
+    let offer = match o.codec {
+        Codec::Binary => OFFER_BINARY,
         Codec::Json => SUBPROTOCOL_JSON,
     };
-    req.headers_mut().insert("sec-websocket-protocol", http_header(proto));
+    req.headers_mut().insert("sec-websocket-protocol", http_header(offer));
     // The broker is trusted to size its replies sensibly (a large `peers` or `messages` reply).
     let cfg = crate::broker::http::ws_config(64 * 1024 * 1024);
-    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(req, Some(cfg), true))
+    let (mut ws, resp) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(req, Some(cfg), true))
         .await
         .map_err(|_| ClientError::NotConnected(format!("timed out connecting to {}", o.ws_url)))?
         .map_err(|e| ClientError::NotConnected(format!("cannot reach {}: {e}", o.ws_url)))?;
+    let picked = resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let codec = if picked == SUBPROTOCOL_BINARY { Codec::Binary } else { Codec::Json };
     let hello = make_hello(
         &o.member,
         &o.peer,
@@ -642,25 +647,29 @@ async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame), ClientError> {
         },
         now_ms(),
     );
-    ws.send(encode(o.codec, &ClientFrame::Hello(hello)))
+    ws.send(encode(codec, &ClientFrame::Hello(hello)))
         .await
         .map_err(|e| ClientError::NotConnected(e.to_string()))?;
     let first = tokio::time::timeout(Duration::from_secs(15), ws.next())
         .await
         .map_err(|_| ClientError::NotConnected("broker did not answer the hello".into()))?;
     let frame = match first {
-        Some(Ok(WsMessage::Text(t))) => decode(o.codec, t.as_bytes()),
-        Some(Ok(WsMessage::Binary(b))) => decode(o.codec, &b),
+        Some(Ok(WsMessage::Text(t))) => decode(codec, t.as_bytes()),
+        Some(Ok(WsMessage::Binary(b))) => decode(codec, &b),
         Some(Ok(other)) => return Err(ClientError::NotConnected(format!("unexpected {other:?} before hello ack"))),
         Some(Err(e)) => return Err(ClientError::NotConnected(e.to_string())),
         None => return Err(ClientError::NotConnected("broker closed the connection during hello".into())),
     }?;
     match frame {
         ServerFrame::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
-        f @ ServerFrame::HelloAck { .. } => Ok((ws, f)),
+        f @ ServerFrame::HelloAck { .. } => Ok((ws, f, codec)),
         f => Err(ClientError::Unexpected(format!("expected hello_ack, got {f:?}"))),
     }
 }
+
+/// What a binary client offers: this release's binary encoding (`SUBPROTOCOL_BINARY`),
+/// else JSON.
+const OFFER_BINARY: &str = "claudemesh.v2.postcard, claudemesh.v1.json";
 
 fn http_header(s: &'static str) -> tokio_tungstenite::tungstenite::http::HeaderValue {
     tokio_tungstenite::tungstenite::http::HeaderValue::from_static(s)
@@ -684,7 +693,7 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
         if matches!(&*sh.state.borrow(), ConnState::Closed) {
             return;
         }
-        let (mut ws, ack) = match connect_once(&sh).await {
+        let (mut ws, ack, codec) = match connect_once(&sh).await {
             Ok(x) => x,
             Err(ClientError::Refused { code, message }) if is_fatal(code) => {
                 sh.state.send_replace(ConnState::Failed(ClientError::Refused { code, message }));
@@ -713,7 +722,7 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
         let why = loop {
             if !redelivery_acks.is_empty() {
                 let ids = std::mem::take(&mut redelivery_acks);
-                if ws.send(encode(sh.opts.codec, &ClientFrame::Ack { ids })).await.is_err() {
+                if ws.send(encode(codec, &ClientFrame::Ack { ids })).await.is_err() {
                     break "write failed".to_string();
                 }
             }
@@ -728,7 +737,7 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
                         Some(Err(e)) => break e.to_string(),
                         None => break "connection closed".to_string(),
                     };
-                    let f = match decode(sh.opts.codec, &data) {
+                    let f = match decode(codec, &data) {
                         Ok(f) => f,
                         Err(e) => { tracing::warn!(error = %e, "ignoring frame"); continue; }
                     };
@@ -749,7 +758,7 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
                             }
                             written.insert(id);
                         }
-                        if let Err(e) = ws.feed(encode(sh.opts.codec, &f)).await {
+                        if let Err(e) = ws.feed(encode(codec, &f)).await {
                             failed = Some(e.to_string());
                             break;
                         }
@@ -836,5 +845,16 @@ fn on_frame(sh: &Shared, f: ServerFrame, acks: &mut Vec<Id16>, written: &mut Has
             tracing::warn!(?code, %message, "broker error");
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binary_client_offers_this_releases_encoding_then_json() {
+        let offers: Vec<&str> = OFFER_BINARY.split(',').map(str::trim).collect();
+        assert_eq!(offers, [SUBPROTOCOL_BINARY, SUBPROTOCOL_JSON]);
     }
 }

@@ -536,6 +536,9 @@ pub fn build(home: &Home, opts: Options) -> Result<MeshServer, McpError> {
         let mut o = ClientOptions::for_session(home, mc, &opts.session_id, &name);
         o.push = opts.mode != MessageMode::Off;
         o.request_timeout = Duration::from_secs(20);
+        if let Err(e) = home.record_session(&mc.mesh_id, &opts.session_id, &name) {
+            tracing::warn!(error = %e, "could not record the session for `claudemesh status`");
+        }
         links.push(Link { mesh: mc.mesh_name.clone(), name, client: Arc::new(Client::start(o)) });
     }
     let inner = Arc::new(Inner {

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u32 = 1;
 /// WebSocket subprotocol for JSON text frames (the default when none is requested).
 pub const SUBPROTOCOL_JSON: &str = "claudemesh.v1.json";
-/// WebSocket subprotocol for postcard binary frames.
-pub const SUBPROTOCOL_BINARY: &str = "claudemesh.v1.postcard";
+/// WebSocket subprotocol for postcard binary frames. postcard is positional, so the name
+/// changes whenever a wire type changes shape (v2: peers gained `profile` and `visible`).
+pub const SUBPROTOCOL_BINARY: &str = "claudemesh.v2.postcard";
 
 /// Request id chosen by the client; echoed by the reply or error.
 pub type ReqId = u64;

@@ -7,6 +7,8 @@ use crate::util::valid_group;
 use std::sync::Arc;
 
 const MAX_SUMMARY: usize = 2048;
+/// Offline peers last seen longer ago than this are left out of peer lists.
+const OFFLINE_LISTED_MS: u64 = 24 * 3600 * 1000;
 const MAX_GROUPS: usize = 64;
 const MAX_AVATAR: usize = 32;
 const MAX_TITLE: usize = 128;
@@ -117,9 +119,11 @@ impl Hub {
     }
 
     /// The mesh's peers as others should see them: every online visible peer, and an
-    /// offline one only while its name still points at it (an ended session whose name a
-    /// newer session took is not listed again). Hidden peers only see themselves.
+    /// offline one seen in the last day while its name still points at it (an ended
+    /// session whose name a newer session took is not listed again). Hidden peers only see
+    /// themselves. Unlisted peers can still be reached by name or key.
     pub(super) fn list_peers(&self, s: &Session) -> Vec<PeerInfo> {
+        let now = crate::util::now_ms();
         let st = self.lock();
         let Some(mesh) = st.meshes.get(&s.mesh) else { return vec![] };
         let online_names: std::collections::HashSet<&str> = mesh
@@ -137,7 +141,8 @@ impl Hub {
             .filter(|p| {
                 p.online()
                     || p.rec.peer_pk == s.peer
-                    || (!online_names.contains(p.rec.name.as_str())
+                    || (now.saturating_sub(p.rec.last_seen_ms) < OFFLINE_LISTED_MS
+                        && !online_names.contains(p.rec.name.as_str())
                         && mesh.names.get(&p.rec.name).is_some_and(|o| o.peer == Some(p.rec.peer_pk)))
             })
             .map(|p| p.info())
