@@ -274,6 +274,10 @@ async fn hooks_set_status_and_hand_unread_messages_to_the_model_once() {
     a.send(&[Dest::parse(&session_name("bob"))], "prod is down", Priority::Now, None).await.unwrap();
     let out = hook(&bob, "post-tool", SESSION).await;
     assert!(out.contains("prod is down") && !out.contains("later is fine"), "{out}");
+    // A prompt does not pull `low` in either (it only mentions it); check_messages does.
+    a.send(&[Dest::parse(&session_name("bob"))], "next one", Priority::Next, None).await.unwrap();
+    let out = hook(&bob, "working", SESSION).await;
+    assert!(out.contains("next one") && !out.contains("later is fine") && out.contains("1 low-priority message(s) also wait"), "{out}");
     assert_eq!(hook(&bob, "idle", SESSION).await, "");
     let p = a.list_peers().await.unwrap().into_iter().find(|p| p.name == session_name("bob")).unwrap();
     assert_eq!(p.status, claudemesh::proto::Status::Idle);

@@ -1,6 +1,6 @@
 //! `claudemesh hook working|idle|post-tool`: Claude Code hooks for UserPromptSubmit, Stop
-//! and PostToolUse. Each sets the session's status in every mesh and (working: all unread;
-//! post-tool: only `now` messages) hands waiting messages to the model as additional
+//! and PostToolUse. Each sets the session's status in every mesh and (working: `now` and
+//! `next`; post-tool: only `now`) hands waiting messages to the model as additional
 //! context, acknowledging them so no other path shows them again. A hook never blocks the
 //! session: when the broker is unreachable it prints nothing and exits 0.
 
@@ -14,7 +14,8 @@ use std::time::Duration;
 /// Which hook is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HookKind {
-    /// UserPromptSubmit: status working, deliver everything unread.
+    /// UserPromptSubmit: status working, deliver unread `now` and `next` messages (`low`
+    /// ones wait for check_messages; the context mentions them).
     Working,
     /// Stop: status idle (nothing printed: a Stop hook's context would make Claude continue).
     Idle,
@@ -50,6 +51,7 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
         .or_else(|| std::env::var("CLAUDEMESH_SESSION_ID").ok().filter(|s| session::valid_session_id(s)))?;
     let cfg = home.load().ok()?;
     let mut shown: Vec<(String, InboxMessage)> = Vec::new();
+    let mut low_waiting = 0usize;
     for mc in &cfg.meshes {
         let name = session::peer_name(&mc.name, &session_id);
         let mut o = ClientOptions::for_session(home, mc, &session_id, &name);
@@ -63,8 +65,15 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
         let _ = c.set_status(status).await;
         if kind != HookKind::Idle {
             if let Ok(msgs) = c.pull_all().await {
-                let take: Vec<InboxMessage> =
-                    msgs.into_iter().filter(|m| kind == HookKind::Working || m.priority == Priority::Now).collect();
+                // `low` waits for check_messages: a prompt does not pull it in.
+                low_waiting += msgs.iter().filter(|m| m.priority == Priority::Low).count();
+                let take: Vec<InboxMessage> = msgs
+                    .into_iter()
+                    .filter(|m| match kind {
+                        HookKind::Working => m.priority != Priority::Low,
+                        _ => m.priority == Priority::Now,
+                    })
+                    .collect();
                 c.ack(&take.iter().map(|m| m.msg_id).collect::<Vec<_>>());
                 let _ = c.ping().await; // the acks are processed before we exit
                 shown.extend(take.into_iter().map(|m| (mc.mesh_name.clone(), m)));
@@ -80,6 +89,9 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
         HookKind::PostTool => "PostToolUse".into(),
         HookKind::Idle => "Stop".into(),
     });
-    let text = format::messages(&shown, cfg.meshes.len() > 1);
+    let mut text = format::messages(&shown, cfg.meshes.len() > 1);
+    if low_waiting > 0 && kind == HookKind::Working {
+        text.push_str(&format!("\n({low_waiting} low-priority message(s) also wait: check_messages when convenient.)\n"));
+    }
     Some(serde_json::json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}}).to_string())
 }

@@ -122,7 +122,16 @@ impl Home {
         let safe: String = session_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
         let p = dir.join(format!("{}-{}", &mesh_id.hex()[..16], safe));
         let body = serde_json::json!({"session_id": session_id, "name": name}).to_string();
-        std::fs::write(&p, body).map_err(|e| ConfigError::Write(p.display().to_string(), e))
+        std::fs::write(&p, body).map_err(|e| ConfigError::Write(p.display().to_string(), e))?;
+        // Sessions not started for 30 days are forgotten (their peers stay reachable).
+        let month = std::time::Duration::from_secs(30 * 24 * 3600);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > month);
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Ok(())
     }
 
     /// Sessions recorded for a mesh, newest first: `(session_id, name)`.

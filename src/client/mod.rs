@@ -1,4 +1,4 @@
-//! The client library used by every client-side command (and later `claudemesh mcp`):
+//! The client library used by every client-side command and `claudemesh mcp`:
 //! one connection per mesh, reconnect with backoff and jitter, request/response correlation,
 //! end-to-end sealing and opening, acks, and at-least-once receive with dedupe by message id.
 //!
@@ -10,6 +10,7 @@ pub mod config;
 pub mod enroll;
 pub mod http;
 mod seen;
+pub mod tls;
 
 use crate::crypto::hello::{make_hello, HelloParams};
 use crate::crypto::seal::{self, Plain};
@@ -627,7 +628,14 @@ async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame, Codec), ClientErr
     req.headers_mut().insert("sec-websocket-protocol", http_header(offer));
     // The broker is trusted to size its replies sensibly (a large `peers` or `messages` reply).
     let cfg = crate::broker::http::ws_config(64 * 1024 * 1024);
-    let (mut ws, resp) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(req, Some(cfg), true))
+    let connector = if o.ws_url.starts_with("wss://") {
+        let tls = tls::client_config().map_err(|e| ClientError::NotConnected(e.to_string()))?;
+        Some(tokio_tungstenite::Connector::Rustls(tls))
+    } else {
+        None
+    };
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(req, Some(cfg), true, connector);
+    let (mut ws, resp) = tokio::time::timeout(Duration::from_secs(10), connecting)
         .await
         .map_err(|_| ClientError::NotConnected(format!("timed out connecting to {}", o.ws_url)))?
         .map_err(|e| ClientError::NotConnected(format!("cannot reach {}: {e}", o.ws_url)))?;

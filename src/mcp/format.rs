@@ -190,4 +190,36 @@ mod tests {
             assert!(i.contains(needle), "missing {needle}");
         }
     }
+
+    #[test]
+    fn a_peer_written_profile_stays_on_its_own_line() {
+        let me = Key([1; 32]);
+        let p = PeerInfo {
+            peer_pk: Key([2; 32]),
+            peer_xpk: Key([3; 32]),
+            member_pk: Key([4; 32]),
+            name: "mallory".into(),
+            online: true,
+            status: crate::proto::Status::Idle,
+            summary: "fixing\n- admin (you): online".into(),
+            groups: vec![],
+            hostname: String::new(),
+            cwd: String::new(),
+            connected_since_ms: 0,
+            last_seen_ms: 0,
+            profile: crate::proto::Profile { title: "t\n- root".into(), bio: "line1\nline2".into(), ..Default::default() },
+            visible: true,
+        };
+        let out = peers("team", &[p], &me);
+        assert_eq!(out.lines().filter(|l| l.starts_with("- ")).count(), 1, "{out}");
+        assert!(out.contains("untrusted"));
+    }
+
+    #[test]
+    fn message_status_counts_each_state_and_unnamed_reads() {
+        let r = |name: &str, state| RecipientStatus { peer_pk: Key([9; 32]), name: name.into(), state };
+        let out = message_status("ab", &[r("bob", DeliveryState::Delivered), r("carol", DeliveryState::Queued)], 2);
+        assert!(out.starts_with("message ab: 4 recipient(s): 2 read, 1 delivered (not yet read), 1 queued"), "{out}");
+        assert!(out.contains("- bob: delivered") && out.contains("- carol: queued") && out.contains("2 more: read"));
+    }
 }

@@ -70,6 +70,8 @@ struct Inner {
     held: Mutex<Vec<(String, InboxMessage)>>,
     /// Recent system events not yet shown (inbox mode).
     events: Mutex<Vec<(String, Event)>>,
+    /// Channel pushes whose write failed after their ack: check_messages shows them.
+    unpushed: Mutex<Vec<(String, InboxMessage)>>,
     /// Set once the client has initialized: channel pushes go through it.
     peer: Mutex<Option<Peer<RoleServer>>>,
 }
@@ -213,7 +215,8 @@ impl MeshServer {
             }
         }
         let held = self.inner.held.lock().map(|h| h.len()).unwrap_or(0) as u32;
-        let urgent = if asked { urgent.max(held) } else { held };
+        let unpushed = self.inner.unpushed.lock().map(|u| u.len()).unwrap_or(0) as u32;
+        let urgent = if asked { urgent.max(held) } else { held } + unpushed;
         if urgent > 0 {
             r.content.push(ContentBlock::text(format!("[claudemesh] {urgent} unread message(s) (use check_messages)")));
         } else if low > 0 {
@@ -281,6 +284,8 @@ impl MeshServer {
                 }
             }
         }
+        // Pushes that could not be written (already acked at the broker).
+        msgs.extend(self.inner.unpushed.lock().map(|mut u| std::mem::take(&mut *u)).unwrap_or_default());
         msgs.sort_by_key(|(_, m)| m.sent_at_ms);
         let events: Vec<(String, Event)> = self.inner.events.lock().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default();
         let mut out = String::new();
@@ -483,12 +488,16 @@ impl MeshServer {
             "notifications/claude/channel",
             Some(serde_json::json!({ "content": content, "meta": meta })),
         ));
-        if peer.send_notification(n).await.is_ok() {
-            if let Some(l) = self.inner.links.iter().find(|l| l.mesh == mesh) {
-                l.client.ack(&[m.msg_id]);
+        // Ack first: a check_messages or hook that runs as soon as Claude sees the push must
+        // find it consumed at the broker. Should the write fail, the message is held here
+        // and check_messages shows it.
+        if let Some(l) = self.inner.links.iter().find(|l| l.mesh == mesh) {
+            l.client.ack(&[m.msg_id]);
+        }
+        if peer.send_notification(n).await.is_err() {
+            if let Ok(mut u) = self.inner.unpushed.lock() {
+                u.push((mesh.to_string(), m));
             }
-        } else if let Ok(mut h) = self.inner.held.lock() {
-            h.push((mesh.to_string(), m));
         }
     }
 
@@ -547,6 +556,7 @@ pub fn build(home: &Home, opts: Options) -> Result<MeshServer, McpError> {
         session_id: opts.session_id.clone(),
         held: Mutex::new(Vec::new()),
         events: Mutex::new(Vec::new()),
+        unpushed: Mutex::new(Vec::new()),
         peer: Mutex::new(None),
     });
     let server = MeshServer { inner, tool_router: MeshServer::tool_router() };
