@@ -99,6 +99,7 @@ WantedBy=multi-user.target\n"
 pub enum Step {
     Copy(PathBuf, PathBuf),
     WriteUnit(PathBuf),
+    Remove(PathBuf),
     Run(Vec<String>),
 }
 
@@ -107,14 +108,22 @@ impl std::fmt::Display for Step {
         match self {
             Step::Copy(a, b) => write!(f, "copy {} to {}", a.display(), b.display()),
             Step::WriteUnit(p) => write!(f, "write {}", p.display()),
+            Step::Remove(p) => write!(f, "remove {}", p.display()),
             Step::Run(cmd) => write!(f, "run `{}`", cmd.join(" ")),
         }
     }
 }
 
-/// Home directories are invisible to the service (ProtectHome=yes).
-fn hidden_from_service(p: &Path) -> bool {
-    p.starts_with("/home") || p.starts_with("/root") || p.starts_with("/run/user") || p.starts_with("/tmp")
+/// Home directories and temporary directories are invisible to the service
+/// (ProtectHome=yes, PrivateTmp=yes).
+pub fn hidden_from_service(p: &Path) -> bool {
+    ["/home", "/root", "/run/user", "/tmp", "/var/tmp"].iter().any(|d| p.starts_with(d))
+}
+
+/// Characters systemd would interpret in ExecStart (quoting, specifiers, variables) or
+/// that split arguments.
+fn unit_safe(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '%' | '$' | '"' | '\'' | '\\' | ';'))
 }
 
 /// The steps to install: where the binary must live, the unit, the systemctl calls.
@@ -132,6 +141,14 @@ pub fn plan(o: &mut UnitOptions, current: &Path, exe: Option<PathBuf>, unit_dir:
             o.data_dir.display()
         )));
     }
+    if let Some(u) = &o.public_url {
+        if !unit_safe(u) {
+            return Err(ServiceError::Invalid(format!("--public-url '{u}' has characters a unit file cannot carry (spaces, %, $, quotes)")));
+        }
+    }
+    if !unit_safe(&o.data_dir.display().to_string()) {
+        return Err(ServiceError::Invalid(format!("--data-dir '{}' has characters a unit file cannot carry", o.data_dir.display())));
+    }
     if o.listen.parse::<std::net::SocketAddr>().is_err() {
         return Err(ServiceError::Invalid(format!("--listen must be an address like 0.0.0.0:7900, got '{}'", o.listen)));
     }
@@ -144,12 +161,11 @@ pub fn plan(o: &mut UnitOptions, current: &Path, exe: Option<PathBuf>, unit_dir:
         }
         None => current.to_path_buf(),
     };
-    if hidden_from_service(&o.exe) {
-        return Err(ServiceError::Invalid(format!(
-            "{} is under a directory the service cannot see (ProtectHome/PrivateTmp); put the binary in /usr/local/bin",
-            o.exe.display()
-        )));
+    if !o.exe.is_absolute() || !unit_safe(&o.exe.display().to_string()) {
+        return Err(ServiceError::Invalid(format!("the binary path '{}' must be absolute, without spaces, %, $ or quotes", o.exe.display())));
     }
+    // An explicit --exe in such a directory is the user's call (`service install` warns).
+
     steps.push(Step::WriteUnit(unit_dir.join(UNIT_NAME)));
     if start {
         steps.push(Step::Run(vec!["systemctl".into(), "daemon-reload".into()]));
@@ -177,6 +193,10 @@ pub fn apply(steps: &[Step], o: &UnitOptions) -> Result<(), ServiceError> {
                 // Copy beside, then rename: a running old binary is never half-written.
                 let tmp = to.with_extension("new");
                 std::fs::copy(from, &tmp).map_err(|e| ServiceError::Copy(from.display().to_string(), to.display().to_string(), e))?;
+                // The service's dynamic user must be able to run it, whatever the source mode.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| ServiceError::Write(tmp.display().to_string(), e))?;
                 std::fs::rename(&tmp, to).map_err(|e| ServiceError::Write(to.display().to_string(), e))?;
             }
             Step::WriteUnit(p) => {
@@ -185,6 +205,10 @@ pub fn apply(steps: &[Step], o: &UnitOptions) -> Result<(), ServiceError> {
                 }
                 std::fs::write(p, unit(o)).map_err(|e| ServiceError::Write(p.display().to_string(), e))?;
             }
+            Step::Remove(p) => match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(ServiceError::Write(p.display().to_string(), e)),
+                _ => {}
+            },
             Step::Run(cmd) => run(cmd)?,
         }
     }
@@ -203,9 +227,21 @@ pub fn verify(unit_file: &Path) -> Option<Result<(), String>> {
 pub fn uninstall_plan(unit_dir: &Path) -> Vec<Step> {
     vec![
         Step::Run(vec!["systemctl".into(), "disable".into(), "--now".into(), UNIT_NAME.into()]),
-        Step::Run(vec!["rm".into(), "-f".into(), unit_dir.join(UNIT_NAME).display().to_string()]),
+        Step::Remove(unit_dir.join(UNIT_NAME)),
         Step::Run(vec!["systemctl".into(), "daemon-reload".into()]),
     ]
+}
+
+/// Remove the service: a unit systemd does not know (already stopped, never loaded) is
+/// still removed; the first error is reported after every step was tried.
+pub fn uninstall(unit_dir: &Path) -> Result<(), ServiceError> {
+    let mut first = None;
+    for step in uninstall_plan(unit_dir) {
+        if let Err(e) = apply(std::slice::from_ref(&step), &UnitOptions::default()) {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
@@ -239,7 +275,11 @@ mod tests {
         let mut o = UnitOptions { listen: "nonsense".into(), ..Default::default() };
         assert!(plan(&mut o, Path::new("/usr/bin/claudemesh"), None, Path::new("/x"), false).is_err());
         let mut o = UnitOptions::default();
-        assert!(plan(&mut o, Path::new("/usr/bin/claudemesh"), Some("/home/me/claudemesh".into()), Path::new("/x"), false).is_err());
+        assert!(plan(&mut o, Path::new("/usr/bin/claudemesh"), Some("relative/claudemesh".into()), Path::new("/x"), false).is_err());
+        let mut o = UnitOptions::default();
+        assert!(plan(&mut o, Path::new("/usr/bin/claude mesh"), None, Path::new("/x"), false).is_err());
+        let mut o = UnitOptions { public_url: Some("https://x/%h".into()), ..Default::default() };
+        assert!(plan(&mut o, Path::new("/usr/bin/claudemesh"), None, Path::new("/x"), false).is_err());
     }
 
     #[test]

@@ -267,7 +267,7 @@ async fn hooks_set_status_and_hand_unread_messages_to_the_model_once() {
     let ctx = v["hookSpecificOutput"]["additionalContext"].as_str().unwrap();
     assert!(ctx.contains("the deploy is blocked on you") && ctx.contains("from peer \"alice\"") && ctx.contains("untrusted"), "{ctx}");
     assert_eq!(hook(&bob, "working", SESSION).await, "", "shown once");
-    let p = a.list_peers().await.unwrap().into_iter().find(|p| p.name == session_name("bob")).unwrap();
+    let p = a.resolve(&[session_name("bob")]).await.unwrap().remove(0);
     assert_eq!(p.status, claudemesh::proto::Status::Working);
     // post-tool only interrupts with `now` messages; Stop sets idle and prints nothing.
     a.send(&[Dest::parse(&session_name("bob"))], "later is fine", Priority::Low, None).await.unwrap();
@@ -277,9 +277,12 @@ async fn hooks_set_status_and_hand_unread_messages_to_the_model_once() {
     // A prompt does not pull `low` in either (it only mentions it); check_messages does.
     a.send(&[Dest::parse(&session_name("bob"))], "next one", Priority::Next, None).await.unwrap();
     let out = hook(&bob, "working", SESSION).await;
-    assert!(out.contains("next one") && !out.contains("later is fine") && out.contains("1 low-priority message(s) also wait"), "{out}");
+    assert!(out.contains("next one") && !out.contains("later is fine") && out.contains("1 low-priority message(s) wait"), "{out}");
+    // With only `low` waiting, the prompt hook still mentions it (without pulling it in).
+    let out = hook(&bob, "working", SESSION).await;
+    assert!(out.contains("1 low-priority message(s) wait") && !out.contains("later is fine"), "{out}");
     assert_eq!(hook(&bob, "idle", SESSION).await, "");
-    let p = a.list_peers().await.unwrap().into_iter().find(|p| p.name == session_name("bob")).unwrap();
+    let p = a.resolve(&[session_name("bob")]).await.unwrap().remove(0);
     assert_eq!(p.status, claudemesh::proto::Status::Idle);
 }
 

@@ -17,6 +17,19 @@ async fn session(m: &Member, sid: &str, name: &str, push: bool) -> Client {
     Client::connect(o, WAIT).await.unwrap()
 }
 
+/// Wait until `observer` sees the peer with `key` offline (the broker noticed the close).
+async fn wait_offline(observer: &Client, key: claudemesh::proto::Key) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let p = observer.resolve(&[key.hex()]).await.unwrap();
+        if !p[0].online {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "peer never went offline");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn names(peers: &[claudemesh::proto::PeerInfo]) -> Vec<String> {
     let mut v: Vec<String> = peers.iter().map(|p| format!("{}:{}", p.name, if p.online { "on" } else { "off" })).collect();
     v.sort();
@@ -115,7 +128,9 @@ async fn message_status_goes_from_queued_to_delivered_to_read_per_recipient() {
     b.join_group("eng", "member").await.unwrap();
     let c = carol.connect().await;
     c.join_group("eng", "member").await.unwrap();
+    let carol_key = c.peer_key();
     c.close().await; // carol is offline: her copy waits
+    wait_offline(&a, carol_key).await;
     let r = a.send(&[Dest::parse("@eng")], "review please", Priority::Now, None).await.unwrap();
     let m = next_message(&b, WAIT).await.unwrap();
     let state = |st: &[claudemesh::proto::RecipientStatus], who: &str| st.iter().find(|x| x.name == who).map(|x| x.state);
@@ -145,7 +160,9 @@ async fn message_status_after_a_restart_counts_read_recipients_it_no_longer_name
     let a = alice.connect().await;
     let b = bob.connect().await;
     let c = carol.connect().await;
+    let carol_key = c.peer_key();
     c.close().await;
+    wait_offline(&a, carol_key).await;
     let r = a.send(&[Dest::parse("bob"), Dest::parse("carol")], "two copies", Priority::Now, None).await.unwrap();
     let m = next_message(&b, WAIT).await.unwrap();
     b.ack(&[m.msg_id]);
@@ -164,14 +181,18 @@ async fn ended_sessions_whose_name_moved_on_are_not_listed_and_names_reach_the_l
     let mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     // bob's old session, then a new one with the same name; then a one-shot CLI command.
+    let a = alice.connect().await;
     let old = session(&bob, "s-old", "bob", true).await;
+    let old_key = old.peer_key();
     old.close().await;
+    wait_offline(&a, old_key).await;
     let live = session(&bob, "s-new", "bob", true).await;
     // The member's "cli" peer (also named bob) runs a one-shot command meanwhile.
     let cli = session(&bob, "cli", "bob", false).await;
-    let a = alice.connect().await;
+    let cli_key = cli.peer_key();
     a.send(&[Dest::parse("bob")], "to the live one", Priority::Now, None).await.unwrap();
     cli.close().await;
+    wait_offline(&a, cli_key).await;
     let m = next_message(&live, WAIT).await.expect("the name resolves to the online session");
     assert_eq!(m.text, "to the live one");
     let listed = a.list_peers().await.unwrap();
@@ -206,4 +227,17 @@ async fn one_shot_connections_make_no_presence_events() {
             _ => panic!("no peer_joined event"),
         }
     }
+}
+
+#[tokio::test]
+async fn line_breaks_in_what_others_see_in_peer_lists_are_refused() {
+    let mesh = Mesh::start().await;
+    let bob = mesh.member("bob").await;
+    let mut o = claudemesh::client::ClientOptions::for_session(&bob.home, &bob.mc, "s-nl", "bob-nl");
+    o.hostname = "box\n- admin (you): online".into();
+    let e = Client::connect(o, WAIT).await.err().expect("refused").to_string();
+    assert!(e.contains("control characters"), "{e}");
+    let b = bob.connect().await;
+    let e = b.join_group("eng", "lead)\n- root").await.unwrap_err().to_string();
+    assert!(e.contains("control characters"), "{e}");
 }

@@ -81,7 +81,7 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
         }
         c.close().await;
     }
-    if shown.is_empty() {
+    if shown.is_empty() && (low_waiting == 0 || kind != HookKind::Working) {
         return None;
     }
     let event = input.hook_event_name.unwrap_or_else(|| match kind {
@@ -89,9 +89,11 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
         HookKind::PostTool => "PostToolUse".into(),
         HookKind::Idle => "Stop".into(),
     });
-    let mut text = format::messages(&shown, cfg.meshes.len() > 1);
-    if low_waiting > 0 && kind == HookKind::Working {
-        text.push_str(&format!("\n({low_waiting} low-priority message(s) also wait: check_messages when convenient.)\n"));
-    }
+    let low_note = format!("({low_waiting} low-priority message(s) wait: check_messages when convenient.)\n");
+    let text = match (shown.is_empty(), low_waiting > 0 && kind == HookKind::Working) {
+        (true, _) => format!("[claudemesh] {low_note}"),
+        (false, true) => format!("{}\n{low_note}", format::messages(&shown, cfg.meshes.len() > 1)),
+        (false, false) => format::messages(&shown, cfg.meshes.len() > 1),
+    };
     Some(serde_json::json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}}).to_string())
 }

@@ -537,6 +537,12 @@ async fn service(c: ServiceCmd) -> Result<()> {
             let mut o = UnitOptions { exe: PathBuf::new(), listen, public_url: c.public_url.clone(), data_dir: c.data_dir.clone() };
             let current = std::env::current_exe().context("cannot find this binary's path")?;
             let steps = svc::plan(&mut o, &current, c.exe.clone(), &c.unit_dir, !c.no_start)?;
+            if svc::hidden_from_service(&o.exe) {
+                eprintln!(
+                    "warning: {} is in a home or temporary directory, which the service cannot see (ProtectHome/PrivateTmp); it will fail to start unless you move it (e.g. to /usr/local/bin)",
+                    o.exe.display()
+                );
+            }
             if c.dry_run {
                 println!("# {}\n{}", c.unit_dir.join(svc::UNIT_NAME).display(), svc::unit(&o));
                 println!("dry run: would");
@@ -576,15 +582,15 @@ async fn service(c: ServiceCmd) -> Result<()> {
             Ok(())
         }
         ServiceSub::Uninstall(c) => {
-            let steps = svc::uninstall_plan(&c.unit_dir);
             if c.dry_run {
+                let steps = svc::uninstall_plan(&c.unit_dir);
                 println!("dry run: would");
                 for s in &steps {
                     println!("  {s}");
                 }
                 return Ok(());
             }
-            svc::apply(&steps, &crate::service::UnitOptions::default())?;
+            svc::uninstall(&c.unit_dir)?;
             println!("removed the claudemesh service (data in /var/lib is kept)");
             Ok(())
         }

@@ -96,7 +96,7 @@ pub fn event_line(mesh: &str, e: &Event, multi: bool) -> String {
 pub fn peers(mesh: &str, peers: &[PeerInfo], me: &Key) -> String {
     let mut out = format!("{} peer(s) in mesh \"{mesh}\":\n", peers.len());
     for p in peers {
-        let groups: Vec<String> = p.groups.iter().map(|g| format!("@{} ({})", g.group, g.role)).collect();
+        let groups: Vec<String> = p.groups.iter().map(|g| format!("@{} ({})", g.group, one_line(&g.role))).collect();
         let pr = &p.profile;
         out.push_str(&format!(
             "- {}{}{}{}: {}, {}{}{}{}{}{}\n",
@@ -108,7 +108,7 @@ pub fn peers(mesh: &str, peers: &[PeerInfo], me: &Key) -> String {
             format!("{:?}", p.status).to_lowercase(),
             if pr.title.is_empty() { String::new() } else { format!(", title \"{}\"", one_line(&pr.title)) },
             if groups.is_empty() { String::new() } else { format!(", groups {}", groups.join(" ")) },
-            if p.hostname.is_empty() { String::new() } else { format!(", on {}", p.hostname) },
+            if p.hostname.is_empty() { String::new() } else { format!(", on {}", one_line(&p.hostname)) },
             if pr.capabilities.is_empty() { String::new() } else { format!(", can: {}", one_line(&pr.capabilities.join(", "))) },
             if p.summary.is_empty() { String::new() } else { format!(" — \"{}\"", one_line(&p.summary)) },
         ));
@@ -122,7 +122,7 @@ pub fn peers(mesh: &str, peers: &[PeerInfo], me: &Key) -> String {
 
 /// Peer-written text on one line (newlines would let it pose as more list entries).
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    s.chars().map(|c| if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}') { ' ' } else { c }).collect()
 }
 
 /// `message_status` output.
@@ -140,7 +140,7 @@ pub fn message_status(msg_id: &str, recipients: &[RecipientStatus], read_unnamed
         out.push_str(&format!("- {name}: {}\n", r.state.as_str()));
     }
     if read_unnamed > 0 {
-        out.push_str(&format!("- {read_unnamed} more: read (names not kept across a broker restart)\n"));
+        out.push_str(&format!("- {read_unnamed} more: read (names are kept only for small sends, and not across a broker restart)\n"));
     }
     out
 }
@@ -202,8 +202,8 @@ mod tests {
             online: true,
             status: crate::proto::Status::Idle,
             summary: "fixing\n- admin (you): online".into(),
-            groups: vec![],
-            hostname: String::new(),
+            groups: vec![crate::proto::GroupRole { group: "eng".into(), role: "lead)\n- root: online".into() }],
+            hostname: "box\u{2028}- eve: online".into(),
             cwd: String::new(),
             connected_since_ms: 0,
             last_seen_ms: 0,

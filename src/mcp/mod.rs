@@ -202,21 +202,24 @@ impl MeshServer {
         if self.inner.mode == MessageMode::Off {
             return r;
         }
+        // Per link: the broker's count when it answers (what this server holds is unacked
+        // there, so it is included; what a hook already showed is not), else what is held.
+        let held: Vec<String> = self.inner.held.lock().map(|h| h.iter().map(|(m, _)| m.clone()).collect()).unwrap_or_default();
         let (mut urgent, mut low) = (0u32, 0u32);
-        let mut asked = false;
         for l in &self.inner.links {
-            if !matches!(l.client.state(), ConnState::Connected { .. }) {
-                continue;
+            let mut answered = false;
+            if matches!(l.client.state(), ConnState::Connected { .. }) {
+                if let Ok(Ok((now, next, lo))) = tokio::time::timeout(Duration::from_millis(1500), l.client.unread()).await {
+                    answered = true;
+                    urgent += now + next;
+                    low += lo;
+                }
             }
-            if let Ok(Ok((now, next, lo))) = tokio::time::timeout(Duration::from_millis(1500), l.client.unread()).await {
-                asked = true;
-                urgent += now + next;
-                low += lo;
+            if !answered {
+                urgent += held.iter().filter(|m| **m == l.mesh).count() as u32;
             }
         }
-        let held = self.inner.held.lock().map(|h| h.len()).unwrap_or(0) as u32;
-        let unpushed = self.inner.unpushed.lock().map(|u| u.len()).unwrap_or(0) as u32;
-        let urgent = if asked { urgent.max(held) } else { held } + unpushed;
+        urgent += self.inner.unpushed.lock().map(|u| u.len()).unwrap_or(0) as u32;
         if urgent > 0 {
             r.content.push(ContentBlock::text(format!("[claudemesh] {urgent} unread message(s) (use check_messages)")));
         } else if low > 0 {

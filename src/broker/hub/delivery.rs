@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 /// Most sealed bytes returned by one `pull` (the rest stays queued for the next pull).
 const PULL_BYTES: usize = 1024 * 1024;
+/// Sends to at most this many recipients keep their names for `message_status`.
+const MAX_NAMED_RECIPIENTS: usize = 8;
 
 enum Prepared {
     /// Already stored: answer now.
@@ -93,6 +95,7 @@ impl Hub {
         };
         // A peer gets one copy even when several envelopes reach it (the first wins).
         let mut seen: HashSet<Key> = HashSet::new();
+        let mut claimed = 0u32;
         let mut plan: Vec<(Envelope, String, Vec<Key>)> = Vec::new();
         for env in envelopes {
             let (label, recipients): (String, Vec<Key>) = match &env.to {
@@ -135,12 +138,13 @@ impl Hub {
                     ("*".to_string(), r)
                 }
             };
-            let recipients: Vec<Key> = recipients
-                .into_iter()
-                .filter(|r| seen.insert(*r))
-                // Another sender's message with the same id is already queued there.
-                .filter(|r| st.peers.get(r).is_some_and(|p| !p.by_msg.contains_key(&msg_id)))
-                .collect();
+            let recipients: Vec<Key> = recipients.into_iter().filter(|r| seen.insert(*r)).collect();
+            claimed += recipients.len() as u32;
+            // Another sender's message with the same id is already queued there: that copy
+            // is dropped, and still counted, so the reply does not reveal whether the other
+            // message was read.
+            let recipients: Vec<Key> =
+                recipients.into_iter().filter(|r| st.peers.get(r).is_some_and(|p| !p.by_msg.contains_key(&msg_id))).collect();
             plan.push((env, label, recipients));
         }
         let expires = now + self.cfg.retention.as_millis() as u64;
@@ -176,6 +180,13 @@ impl Hub {
             };
             batch.push(Arc::new(msg));
         }
+        // Names for message_status are kept for small sends only (DMs, small groups): a
+        // large fan-out would hold 32 bytes per recipient for the whole retention period.
+        // Larger sends are reported by name while copies are stored, then as counts.
+        if recipient_keys.len() > MAX_NAMED_RECIPIENTS {
+            recipient_keys = Vec::new();
+        }
+        let total = total.max(claimed);
         let sent = SentId { sent_seq, expires_ms: expires, recipients: total, waiting: Some(Vec::new()), seqs, recipient_keys };
         st.sent_ids.insert((s.peer, msg_id), sent);
         let rec = MsgIdRecord { from: s.peer, msg_id, expires_ms: expires, recipients: total };
@@ -321,7 +332,12 @@ impl Hub {
                 Some(_) => DeliveryState::Queued,
                 None => DeliveryState::Read,
             };
-            recipients.push(RecipientStatus { peer_pk: *pk, name: p.map(|p| p.rec.name.clone()).unwrap_or_default(), state });
+            // A hidden recipient is not named to the sender (it is still counted).
+            let (peer_pk, name) = match p {
+                Some(p) if p.rec.visible => (*pk, p.rec.name.clone()),
+                _ => (Key([0; 32]), "(hidden peer)".to_string()),
+            };
+            recipients.push(RecipientStatus { peer_pk, name, state });
         }
         let read_unnamed = sent.recipients.saturating_sub(recipients.len() as u32);
         Ok(ServerFrame::MessageStatus { id, msg_id, recipients, read_unnamed })
@@ -362,8 +378,10 @@ pub(super) fn try_push(st: &mut State, peer: &Key, seq: u64) {
     }
     if send_on(c, &p.rec.name, e.frame(c.codec)) {
         pend.pushed_on = c.id;
-        pend.inflight = true;
-        p.inflight += 1;
+        if !pend.inflight {
+            pend.inflight = true;
+            p.inflight += 1;
+        }
     }
 }
 
@@ -389,7 +407,9 @@ pub(super) fn push_eligible(st: &mut State, peer: &Key) {
             return;
         }
         pend.pushed_on = c.id;
-        pend.inflight = true;
-        p.inflight += 1;
+        if !pend.inflight {
+            pend.inflight = true;
+            p.inflight += 1;
+        }
     }
 }

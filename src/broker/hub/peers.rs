@@ -54,6 +54,9 @@ impl Hub {
             if !valid_group(&group) {
                 return refuse(ErrorCode::BadRequest, "invalid group name: use segments of A-Z a-z 0-9 . _ - joined by '/'");
             }
+            if role.chars().any(char::is_control) {
+                return refuse(ErrorCode::BadRequest, "group role has control characters");
+            }
             if role.len() > 64 {
                 return refuse(ErrorCode::BadRequest, "group role is longer than 64 bytes");
             }
@@ -77,6 +80,12 @@ impl Hub {
     }
 
     pub(super) fn set_visible(self: &Arc<Self>, s: &Session, id: ReqId, visible: bool) {
+        if !visible {
+            // Hiding also means no "left" event later.
+            if let Some(p) = self.lock().peers.get_mut(&s.peer) {
+                p.announced = false;
+            }
+        }
         self.update_peer(s, id, move |r| {
             r.visible = visible;
             Ok(())
@@ -163,12 +172,13 @@ impl Hub {
             let pk = by_key.or_else(|| {
                 let owner = mesh.names.get(n)?;
                 // The newest session holding the name, unless it is gone and another
-                // session of the same member using that name is online.
-                let holder = owner.peer.filter(|k| st.peers.get(k).is_some_and(|p| p.online()));
+                // live session (with a push connection, not a one-shot command) of the same
+                // member uses that name.
+                let holder = owner.peer.filter(|k| st.peers.get(k).is_some_and(|p| p.push_conn.is_some()));
                 holder
                     .or_else(|| {
                         mesh.peers.iter().copied().find(|k| {
-                            st.peers.get(k).is_some_and(|p| p.online() && p.rec.name == *n && p.rec.member_pk == owner.member)
+                            st.peers.get(k).is_some_and(|p| p.push_conn.is_some() && p.rec.name == *n && p.rec.member_pk == owner.member)
                         })
                     })
                     .or(owner.peer)

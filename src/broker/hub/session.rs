@@ -43,6 +43,10 @@ impl Hub {
         if h.session_id.len() > 128 || h.hostname.len() > 256 || h.cwd.len() > 4096 {
             return refuse(ErrorCode::BadRequest, "session id, hostname or cwd too long");
         }
+        // Others see these in peer lists: no line breaks or other control characters.
+        if [&h.session_id, &h.hostname, &h.cwd].iter().any(|s| s.chars().any(char::is_control)) {
+            return refuse(ErrorCode::BadRequest, "session id, hostname or cwd has control characters");
+        }
 
         // Validate, apply to memory, and queue the durable write — all under one lock, so a
         // send that sees this peer is submitted to the store after the peer itself.
@@ -63,7 +67,8 @@ impl Hub {
             }
             // A one-shot connection (no pushes: a CLI command) may share a name a live
             // session of the same member holds; it does not take the name over.
-            let mut take_name = true;
+            // A one-shot connection takes a name only nobody holds yet.
+            let mut take_name = h.push || mesh.names.get(&h.name).is_none_or(|o| o.peer.is_none());
             if let Some(owner) = mesh.names.get(&h.name) {
                 if owner.member != h.member_pk {
                     return refuse(ErrorCode::NameTaken, format!("the name '{}' belongs to another member", h.name));
@@ -125,11 +130,15 @@ impl Hub {
                 )
             });
             let before = ps.rec.clone();
-            ps.rec.name = h.name.clone();
-            ps.rec.session_id = h.session_id.clone();
-            ps.rec.hostname = h.hostname.clone();
-            ps.rec.cwd = h.cwd.clone();
-            ps.rec.peer_xpk = h.peer_xpk;
+            // One-shot connections (CLI commands, hooks, `status` probes) only fill in a new
+            // record; the session's own push connection keeps it current.
+            if h.push || before.name.is_empty() {
+                ps.rec.name = h.name.clone();
+                ps.rec.session_id = h.session_id.clone();
+                ps.rec.hostname = h.hostname.clone();
+                ps.rec.cwd = h.cwd.clone();
+                ps.rec.peer_xpk = h.peer_xpk;
+            }
             let changed = ps.rec != before || before.name.is_empty();
             let rec = ps.rec.clone();
             if let Some(mesh) = st.meshes.get_mut(&h.mesh_id) {
@@ -164,7 +173,9 @@ impl Hub {
         if !was_online {
             ps.connected_since_ms = now;
         }
-        ps.rec.last_seen_ms = now;
+        if h.push {
+            ps.rec.last_seen_ms = now;
+        }
         let ack = ServerFrame::HelloAck {
             peer_pk: h.peer_pk,
             mesh_id: h.mesh_id,
@@ -213,14 +224,24 @@ impl Hub {
     pub fn disconnect(&self, s: &Session) {
         let mut st = self.lock();
         let Some(ps) = st.peers.get_mut(&s.peer) else { return };
-        if ps.push_conn.as_ref().is_some_and(|c| c.id == s.conn_id) {
+        // Whatever was handed to this connection and not acked is queued again (and shown
+        // as queued by message_status) until another connection takes it.
+        for p in ps.queue.values_mut() {
+            if p.pushed_on == s.conn_id {
+                p.pushed_on = 0;
+            }
+        }
+        let was_push = ps.push_conn.as_ref().is_some_and(|c| c.id == s.conn_id);
+        if was_push {
             ps.push_conn = None;
             ps.inflight = 0;
             ps.backlog = false;
         } else {
             ps.other_conns.retain(|c| c.id != s.conn_id);
         }
-        if ps.online() {
+        // A one-shot connection leaving changes nothing others see, unless it was the last
+        // connection of an announced session.
+        if ps.online() || (!was_push && !ps.announced) {
             return;
         }
         let now = now_ms();
