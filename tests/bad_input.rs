@@ -355,3 +355,18 @@ async fn connection_that_never_says_hello_is_dropped_after_the_deadline() {
     }
     assert!(closed_within(&mut ws, T).await);
 }
+
+#[tokio::test]
+async fn a_client_of_another_release_is_told_to_upgrade_instead_of_failing_silently() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    let mesh = Mesh::start().await;
+    let mut req = format!("ws://{}/ws", mesh.server().addr).into_client_request().unwrap();
+    req.headers_mut().insert("sec-websocket-protocol", "claudemesh.v1.postcard".parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.expect("the handshake completes");
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "claudemesh.v1.postcard");
+    match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
+        Some(Ok(Message::Close(Some(f)))) => assert!(f.reason.contains("upgrade claudemesh"), "{f:?}"),
+        other => panic!("expected a close with a reason, got {other:?}"),
+    }
+}

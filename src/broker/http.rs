@@ -97,12 +97,33 @@ fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>) -> Resp {
     }
     let requested = req.headers().get(SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).map(str::to_string);
     let (codec, chosen) = Codec::negotiate(requested.as_deref());
+    // A client of another release asking only for a binary encoding we do not speak: accept
+    // its subprotocol so the handshake completes, then close with a reason it can show.
+    let other_release = match (chosen, requested.as_deref()) {
+        (None, Some(list)) => list.split(',').map(str::trim).find(|p| p.starts_with("claudemesh.")).and_then(|p| HeaderValue::from_str(p).ok()),
+        _ => None,
+    };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let max_frame = hub.cfg.max_frame_bytes;
+    let mismatch = other_release.is_some();
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config(max_frame))).await;
+                let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config(max_frame))).await;
+                if mismatch {
+                    let reason = format!(
+                        "claudemesh release mismatch: this broker ({}) speaks {} and {}; upgrade claudemesh",
+                        crate::VERSION,
+                        crate::proto::SUBPROTOCOL_BINARY,
+                        crate::proto::SUBPROTOCOL_JSON
+                    );
+                    let frame = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Policy,
+                        reason: reason.into(),
+                    };
+                    let _ = ws.close(Some(frame)).await;
+                    return;
+                }
                 super::conn::serve(hub, ws, codec).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
@@ -118,6 +139,8 @@ fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>) -> Resp {
     }
     if let Some(p) = chosen {
         h.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
+    } else if let Some(p) = other_release {
+        h.insert(SEC_WEBSOCKET_PROTOCOL, p);
     }
     r
 }
