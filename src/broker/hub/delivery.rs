@@ -1,7 +1,7 @@
 //! Delivery: accepting a send (validate → commit → queue → push → `accepted`), pushing with
 //! priority gating and a per-connection in-flight window, acks, and pulls.
 
-use super::{refuse, reply_conn, send_on, Hub, MsgEntry, Pending, Refusal, SentId, Session, State, MAX_INFLIGHT};
+use super::{refuse, reply_conn, send_on, Few, Hub, MsgEntry, Pending, Refusal, SentId, Session, State, MAX_INFLIGHT};
 use crate::proto::*;
 use crate::store::*;
 use crate::util::{now_ms, valid_group};
@@ -187,7 +187,14 @@ impl Hub {
             recipient_keys = Vec::new();
         }
         let total = total.max(claimed);
-        let sent = SentId { sent_seq, expires_ms: expires, recipients: total, waiting: Some(Vec::new()), seqs, recipient_keys };
+        let sent = SentId {
+            sent_seq,
+            expires_ms: expires,
+            recipients: total,
+            waiting: Some(Vec::new()),
+            seqs: Few::from_vec(seqs),
+            recipient_keys: Few::from_vec(recipient_keys),
+        };
         st.sent_ids.insert((s.peer, msg_id), sent);
         let rec = MsgIdRecord { from: s.peer, msg_id, expires_ms: expires, recipients: total };
         Ok(Prepared::Store(sent_seq, rec, batch))
@@ -315,9 +322,9 @@ impl Hub {
             return refuse(ErrorCode::UnknownTarget, format!("no message {} sent by this session (or it is past retention)", msg_id.hex()));
         };
         // Recipients by name: all of them when known, else those of copies still stored.
-        let mut keys = sent.recipient_keys.clone();
+        let mut keys = sent.recipient_keys.as_slice().to_vec();
         if keys.is_empty() {
-            for seq in &sent.seqs {
+            for seq in sent.seqs.as_slice() {
                 if let Some(e) = st.messages.get(seq) {
                     keys.extend_from_slice(&e.msg.recipients);
                 }
@@ -326,7 +333,7 @@ impl Hub {
         let mut recipients = Vec::with_capacity(keys.len());
         for pk in &keys {
             let p = st.peers.get(pk);
-            let pending = p.and_then(|p| p.by_msg.get(&msg_id).filter(|seq| sent.seqs.contains(seq)).and_then(|seq| p.queue.get(seq)));
+            let pending = p.and_then(|p| p.by_msg.get(&msg_id).filter(|seq| sent.seqs.as_slice().contains(seq)).and_then(|seq| p.queue.get(seq)));
             let state = match pending {
                 Some(pend) if pend.pushed_on != 0 => DeliveryState::Delivered,
                 Some(_) => DeliveryState::Queued,

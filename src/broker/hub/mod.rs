@@ -220,9 +220,42 @@ struct SentId {
     /// Still waiting for its commit; retries that arrive meanwhile wait here for the outcome.
     waiting: Option<Vec<(Session, ReqId)>>,
     /// The stored copies (queue seqs), for `message_status`.
-    seqs: Vec<u64>,
-    /// Every recipient, for `message_status` (not kept across a restart).
-    recipient_keys: Vec<Key>,
+    seqs: Few<u64>,
+    /// Every recipient of a small send, for `message_status` (not kept across a restart).
+    recipient_keys: Few<Key>,
+}
+
+/// A short list kept inline when it has one element — the common DM case — so the
+/// bookkeeping of a sent message (kept for the retention period) needs no allocation.
+#[derive(Debug, Clone)]
+enum Few<T> {
+    None,
+    One(T),
+    Many(Box<[T]>),
+}
+
+impl<T: Clone> Few<T> {
+    fn from_vec(mut v: Vec<T>) -> Self {
+        match v.len() {
+            0 => Few::None,
+            1 => v.pop().map_or(Few::None, Few::One),
+            _ => Few::Many(v.into_boxed_slice()),
+        }
+    }
+
+    fn as_slice(&self) -> &[T] {
+        match self {
+            Few::None => &[],
+            Few::One(x) => std::slice::from_ref(x),
+            Few::Many(b) => b,
+        }
+    }
+
+    fn push(&mut self, x: T) {
+        let mut v = self.as_slice().to_vec();
+        v.push(x);
+        *self = Few::from_vec(v);
+    }
 }
 
 /// A presence change waiting to be announced (announcements are coalesced per sweep).
@@ -351,7 +384,7 @@ impl Hub {
         }
         for (sent_seq, r) in loaded.sent {
             st.next_seq = st.next_seq.max(sent_seq + 1);
-            let v = SentId { sent_seq, expires_ms: r.expires_ms, recipients: r.recipients, waiting: None, seqs: vec![], recipient_keys: vec![] };
+            let v = SentId { sent_seq, expires_ms: r.expires_ms, recipients: r.recipients, waiting: None, seqs: Few::None, recipient_keys: Few::None };
             st.sent_ids.insert((r.from, r.msg_id), v);
         }
         for (seq, e) in &st.messages {
