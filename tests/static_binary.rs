@@ -19,13 +19,6 @@ fn static_binary() -> Option<std::path::PathBuf> {
     None
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false)
-}
-
 #[test]
 fn the_static_binary_needs_no_shared_libraries_and_serves_from_an_empty_root() {
     let Some(bin) = static_binary() else { return };
@@ -33,7 +26,7 @@ fn the_static_binary_needs_no_shared_libraries_and_serves_from_an_empty_root() {
     let out = Command::new("ldd").arg(&bin).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("statically linked") || text.contains("not a dynamic executable"), "ldd: {text}");
-    if !is_root() {
+    if !claudemesh::util::is_root() {
         eprintln!("skipped the chroot part: needs root");
         return;
     }

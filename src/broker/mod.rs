@@ -76,12 +76,7 @@ impl Config {
 /// Where the broker keeps its data when not told: `/var/lib/claudemesh` for root, else
 /// `$XDG_DATA_HOME/claudemesh` or `~/.local/share/claudemesh`.
 pub fn default_data_dir() -> PathBuf {
-    // SAFETY-free check of the effective uid via /proc (no libc dependency).
-    let is_root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false);
-    if is_root {
+    if crate::util::is_root() {
         return PathBuf::from("/var/lib/claudemesh");
     }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {

@@ -171,9 +171,7 @@ async fn check_brokers(home: &Home) -> Vec<Check> {
             }
         }
         let http_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let mut o = ClientOptions::for_session(home, m, "cli", &m.name);
-        o.push = false;
-        o.request_timeout = Duration::from_secs(5);
+        let o = ClientOptions::one_shot(home, m, "cli", &m.name);
         match Client::connect(o, Duration::from_secs(10)).await {
             Ok(c) => {
                 let rtt = c.ping().await.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0)).unwrap_or_else(|_| "?".into());

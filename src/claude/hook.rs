@@ -54,9 +54,7 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
     let mut low_waiting = 0usize;
     for mc in &cfg.meshes {
         let name = session::peer_name(&mc.name, &session_id);
-        let mut o = ClientOptions::for_session(home, mc, &session_id, &name);
-        o.push = false;
-        o.request_timeout = Duration::from_secs(5);
+        let o = ClientOptions::one_shot(home, mc, &session_id, &name);
         let Ok(c) = Client::connect(o, Duration::from_secs(5)).await else {
             tracing::warn!(mesh = %mc.mesh_name, "hook: broker unreachable");
             continue;

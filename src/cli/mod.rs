@@ -955,9 +955,7 @@ async fn status(home: &Home, c: StatusCmd) -> Result<()> {
             row["broker_version"] = serde_json::from_slice::<serde_json::Value>(body).map(|v| v["version"].clone()).unwrap_or_default();
             row["http_rtt_ms"] = serde_json::json!((http_ms * 10.0).round() / 10.0);
         }
-        let mut opts = ClientOptions::for_session(home, m, "cli", &m.name);
-        opts.push = false;
-        opts.request_timeout = Duration::from_secs(5);
+        let opts = ClientOptions::one_shot(home, m, "cli", &m.name);
         match Client::connect(opts, Duration::from_secs(5)).await {
             Ok(client) => {
                 if let Ok(rtt) = client.ping().await {
@@ -976,9 +974,7 @@ async fn status(home: &Home, c: StatusCmd) -> Result<()> {
                 // Claude Code sessions that ran on this machine: what waits for each.
                 let mut sessions = Vec::new();
                 for (sid, name) in home.sessions(&m.mesh_id, 10) {
-                    let mut o = ClientOptions::for_session(home, m, &sid, &name);
-                    o.push = false;
-                    o.request_timeout = Duration::from_secs(5);
+                    let o = ClientOptions::one_shot(home, m, &sid, &name);
                     let Ok(sc) = Client::connect(o, Duration::from_secs(5)).await else { continue };
                     if let Ok((now, next, low)) = sc.unread().await {
                         sessions.push(serde_json::json!({"session_id": sid, "name": name, "unread": now + next + low}));

@@ -76,6 +76,12 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
+    /// A one-shot connection for a session (CLI command, hook, probe): no pushes, 5 s
+    /// request timeout.
+    pub fn one_shot(home: &Home, mc: &MeshConfig, session_id: &str, name: &str) -> Self {
+        ClientOptions { push: false, request_timeout: Duration::from_secs(5), ..Self::for_session(home, mc, session_id, name) }
+    }
+
     /// Options for a joined mesh's session (`"cli"` is the member's default peer).
     pub fn for_session(home: &Home, mc: &MeshConfig, session_id: &str, name: &str) -> Self {
         ClientOptions {
