@@ -10,9 +10,15 @@ fn main() {
         return;
     }
     harness::raise_nofile();
-    let spec = harness::BrokerSpec { program: env!("CARGO_BIN_EXE_claudemesh").into(), prefix: vec!["serve".into()] };
+    let spec = harness::BrokerSpec {
+        program: env!("CARGO_BIN_EXE_claudemesh").into(),
+        prefix: vec!["serve".into()],
+    };
     println!("machine: {}", harness::machine());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let v = rt.block_on(harness::run_quick(&spec));
     println!("{v}");
 }

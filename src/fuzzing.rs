@@ -3,7 +3,9 @@
 //! tests/fuzz_corpus.rs, which replays the checked-in corpora in every test run.
 
 use crate::crypto::{hello, invite, seal, Identity};
-use crate::proto::{ClientFrame, Codec, Hello, Id16, JoinRequest, Key, Sealed, ServerFrame, Target};
+use crate::proto::{
+    ClientFrame, Codec, Hello, Id16, JoinRequest, Key, Sealed, ServerFrame, Target,
+};
 
 /// A JSON text frame, as the broker (client frames) and the client (server frames) parse it.
 pub fn frame_json(data: &[u8]) {
@@ -14,7 +16,9 @@ pub fn frame_json(data: &[u8]) {
 /// A postcard binary frame, both directions; re-encoding what decodes must round-trip.
 pub fn frame_binary(data: &[u8]) {
     if let Ok(f) = Codec::Binary.decode::<ClientFrame>(data) {
-        let again: ClientFrame = Codec::Binary.decode(&Codec::Binary.encode(&f)).expect("re-encoded frame decodes");
+        let again: ClientFrame = Codec::Binary
+            .decode(&Codec::Binary.encode(&f))
+            .expect("re-encoded frame decodes");
         assert_eq!(again, f);
     }
     let _ = Codec::Binary.decode::<ServerFrame>(data);
@@ -31,12 +35,17 @@ pub fn invite(data: &[u8]) {
 }
 
 fn fixed_ids() -> (Identity, Identity) {
-    (Identity::from_secrets([1; 32], [2; 32]), Identity::from_secrets([3; 32], [4; 32]))
+    (
+        Identity::from_secrets([1; 32], [2; 32]),
+        Identity::from_secrets([3; 32], [4; 32]),
+    )
 }
 
 /// A sealed payload (postcard) opened as a DM and as a group message.
 pub fn open_sealed(data: &[u8]) {
-    let Ok(s) = postcard::from_bytes::<Sealed>(data) else { return };
+    let Ok(s) = postcard::from_bytes::<Sealed>(data) else {
+        return;
+    };
     let (a, b) = fixed_ids();
     let id = Id16([5; 16]);
     let _ = seal::open_dm(&b, &a.public(), &a.x_public(), &id, &s);
@@ -47,7 +56,9 @@ pub fn open_sealed(data: &[u8]) {
 
 /// A hello (postcard or JSON) through signature and freshness checks.
 pub fn hello(data: &[u8]) {
-    let parsed = postcard::from_bytes::<Hello>(data).ok().or_else(|| serde_json::from_slice::<Hello>(data).ok());
+    let parsed = postcard::from_bytes::<Hello>(data)
+        .ok()
+        .or_else(|| serde_json::from_slice::<Hello>(data).ok());
     if let Some(h) = parsed {
         let _ = hello::hello_bytes(&h);
         let _ = hello::verify_hello(&h, h.ts_ms, 60_000);

@@ -5,7 +5,10 @@ fn main() -> std::process::ExitCode {
     if !matches!(cli.cmd, claudemesh::cli::Cmd::Serve(_)) {
         claudemesh::cli::init_logging(false, "warn");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -46,9 +46,16 @@ async fn expect_error(ws: &mut RawWs, code: &str) -> String {
 
 /// The broker still works for well-behaved peers.
 async fn still_serving(mesh: &Mesh) {
-    let a = mesh.member(&format!("ok{}", claudemesh::util::random_u64() % 100000)).await.connect().await;
+    let a = mesh
+        .member(&format!("ok{}", claudemesh::util::random_u64() % 100000))
+        .await
+        .connect()
+        .await;
     a.ping().await.unwrap();
-    let r = a.send(&[Dest::Broadcast], "still here", Priority::Now, None).await.unwrap();
+    let r = a
+        .send(&[Dest::Broadcast], "still here", Priority::Now, None)
+        .await
+        .unwrap();
     assert!(r.recipients >= 1);
 }
 
@@ -84,7 +91,11 @@ async fn replayed_hello_is_refused() {
     let h = hello_for(&bob, now_ms());
     let mut ws1 = raw_ws(mesh.server().addr).await;
     send_text(&mut ws1, frame(&ClientFrame::Hello(h.clone()))).await;
-    assert!(recv_json(&mut ws1, T).await.unwrap().get("hello_ack").is_some());
+    assert!(recv_json(&mut ws1, T)
+        .await
+        .unwrap()
+        .get("hello_ack")
+        .is_some());
     let mut ws2 = raw_ws(mesh.server().addr).await;
     send_text(&mut ws2, frame(&ClientFrame::Hello(h))).await;
     expect_error(&mut ws2, "replayed_hello").await;
@@ -100,7 +111,15 @@ async fn non_member_hello_is_refused() {
     let h = make_hello(
         &stranger,
         &peer,
-        &HelloParams { mesh_id: bob.mc.mesh_id, name: "eve", session_id: "s", hostname: "", cwd: "", push: true, status: Status::Idle },
+        &HelloParams {
+            mesh_id: bob.mc.mesh_id,
+            name: "eve",
+            session_id: "s",
+            hostname: "",
+            cwd: "",
+            push: true,
+            status: Status::Idle,
+        },
         now_ms(),
     );
     let mut ws = raw_ws(mesh.server().addr).await;
@@ -134,15 +153,34 @@ async fn malformed_frames_get_bad_frame_errors_and_the_connection_survives() {
     assert!(closed_within(&mut ws, T).await);
     // After hello: an error for each bad frame, and the connection keeps working.
     let mut ws = raw_ws(mesh.server().addr).await;
-    send_text(&mut ws, frame(&ClientFrame::Hello(hello_for(&bob, now_ms())))).await;
-    assert!(recv_json(&mut ws, T).await.unwrap().get("hello_ack").is_some());
-    for bad in ["{nope", "[]", r#"{"send":{"id":5}}"#, r#"{"ack":{"ids":["zz"]}}"#, r#"{"teleport":{}}"#, "\u{0}"] {
+    send_text(
+        &mut ws,
+        frame(&ClientFrame::Hello(hello_for(&bob, now_ms()))),
+    )
+    .await;
+    assert!(recv_json(&mut ws, T)
+        .await
+        .unwrap()
+        .get("hello_ack")
+        .is_some());
+    for bad in [
+        "{nope",
+        "[]",
+        r#"{"send":{"id":5}}"#,
+        r#"{"ack":{"ids":["zz"]}}"#,
+        r#"{"teleport":{}}"#,
+        "\u{0}",
+    ] {
         send_text(&mut ws, bad).await;
         expect_error(&mut ws, "bad_frame").await;
     }
     // Invalid UTF-8 in a binary frame on a JSON connection.
     use futures_util::SinkExt;
-    ws.send(tokio_tungstenite::tungstenite::Message::Binary(vec![0xff, 0xfe, 0x00].into())).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+        vec![0xff, 0xfe, 0x00].into(),
+    ))
+    .await
+    .unwrap();
     expect_error(&mut ws, "bad_frame").await;
     send_text(&mut ws, r#"{"ping":{"id":77}}"#).await;
     let v = recv_json(&mut ws, T).await.unwrap();
@@ -161,16 +199,27 @@ async fn frames_before_hello_are_refused() {
 #[tokio::test]
 async fn oversized_message_is_refused_with_its_size_and_the_limit() {
     let mesh = Mesh::start().await;
-    let (alice, _bob, carol) = (mesh.member("alice").await, mesh.member("bob").await, mesh.member("carol").await);
+    let (alice, _bob, carol) = (
+        mesh.member("alice").await,
+        mesh.member("bob").await,
+        mesh.member("carol").await,
+    );
     let a = alice.connect().await;
     // Through the client: refused locally with the same wording.
     let big = "x".repeat(64 * 1024 + 1);
-    let e = a.send(&[Dest::parse("bob")], &big, Priority::Next, None).await.unwrap_err();
+    let e = a
+        .send(&[Dest::parse("bob")], &big, Priority::Next, None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::TooLarge));
     assert!(e.to_string().contains("65536"), "{e}");
     // Through a raw frame: the broker enforces it too.
     let mut ws = raw_ws(mesh.server().addr).await;
-    send_text(&mut ws, frame(&ClientFrame::Hello(hello_for(&carol, now_ms())))).await;
+    send_text(
+        &mut ws,
+        frame(&ClientFrame::Hello(hello_for(&carol, now_ms()))),
+    )
+    .await;
     recv_json(&mut ws, T).await.unwrap();
     let peers = a.resolve(&["bob".into()]).await.unwrap();
     let f = json!({"send": {"id": 9, "msg_id": "00112233445566778899aabbccddeeff", "priority": "next", "reply_to": null,
@@ -196,10 +245,16 @@ async fn oversized_message_is_refused_with_its_size_and_the_limit() {
 async fn unknown_target_is_a_clear_error() {
     let mesh = Mesh::start().await;
     let a = mesh.member("alice").await.connect().await;
-    let e = a.send(&[Dest::parse("nobody")], "hi", Priority::Next, None).await.unwrap_err();
+    let e = a
+        .send(&[Dest::parse("nobody")], "hi", Priority::Next, None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::UnknownTarget));
     assert!(e.to_string().contains("nobody"));
-    let e = a.send(&[Dest::parse("@empty-group")], "hi", Priority::Next, None).await.unwrap_err();
+    let e = a
+        .send(&[Dest::parse("@empty-group")], "hi", Priority::Next, None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::UnknownTarget));
     assert!(e.to_string().contains("@empty-group"), "{e}");
 }
@@ -213,7 +268,11 @@ async fn rate_limit_gives_a_clear_error_and_recovers() {
     .await;
     let bob = mesh.member("bob").await;
     let mut ws = raw_ws(mesh.server().addr).await;
-    send_text(&mut ws, frame(&ClientFrame::Hello(hello_for(&bob, now_ms())))).await;
+    send_text(
+        &mut ws,
+        frame(&ClientFrame::Hello(hello_for(&bob, now_ms()))),
+    )
+    .await;
     recv_json(&mut ws, T).await.unwrap();
     for i in 0..60 {
         send_text(&mut ws, format!(r#"{{"ping":{{"id":{i}}}}}"#)).await;
@@ -224,7 +283,10 @@ async fn rate_limit_gives_a_clear_error_and_recovers() {
             pongs += 1;
         } else {
             assert_eq!(v["error"]["code"], "rate_limited");
-            assert!(v["error"]["message"].as_str().unwrap().contains("rate limit"));
+            assert!(v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("rate limit"));
             limited += 1;
         }
     }
@@ -239,34 +301,71 @@ async fn rate_limit_gives_a_clear_error_and_recovers() {
 #[tokio::test]
 async fn invites_expired_tampered_or_used_up_are_refused() {
     let mesh = Mesh::start().await;
-    let home = |n: &str| claudemesh::client::Home { dir: mesh.tmp.path().join(format!("h-{n}")) };
+    let home = |n: &str| claudemesh::client::Home {
+        dir: mesh.tmp.path().join(format!("h-{n}")),
+    };
     // Used up: a 1-use invite works once.
-    let once = enroll::make_invite(&mesh.data_dir(), &mesh.owned, Role::Member, now_ms() + 60_000, Some(1)).await.unwrap();
+    let once = enroll::make_invite(
+        &mesh.data_dir(),
+        &mesh.owned,
+        Role::Member,
+        now_ms() + 60_000,
+        Some(1),
+    )
+    .await
+    .unwrap();
     enroll::join(&home("u1"), &once, "u1").await.unwrap();
-    let e = enroll::join(&home("u2"), &once, "u2").await.unwrap_err().to_string();
+    let e = enroll::join(&home("u2"), &once, "u2")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("used up"), "{e}");
     // Expired: refused locally, and by the broker if the local check is skipped.
-    let old = enroll::make_invite(&mesh.data_dir(), &mesh.owned, Role::Member, now_ms() + 300, None).await.unwrap();
+    let old = enroll::make_invite(
+        &mesh.data_dir(),
+        &mesh.owned,
+        Role::Member,
+        now_ms() + 300,
+        None,
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let e = enroll::join(&home("x"), &old, "x").await.unwrap_err().to_string();
+    let e = enroll::join(&home("x"), &old, "x")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("expired"), "{e}");
     // Tampered secret part.
     let (signed, _) = mesh.invite.split_once('#').unwrap();
     let bad = format!("{signed}#{}", claudemesh::util::b64(&[7u8; 32]));
-    let e = enroll::join(&home("t"), &bad, "t").await.unwrap_err().to_string();
+    let e = enroll::join(&home("t"), &bad, "t")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("altered"), "{e}");
     // Tampered payload.
     let mut chars: Vec<char> = mesh.invite.chars().collect();
     let i = "claudemesh://join/".len() + 30;
     chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
-    let e = enroll::join(&home("t2"), &chars.into_iter().collect::<String>(), "t2").await.unwrap_err().to_string();
+    let e = enroll::join(&home("t2"), &chars.into_iter().collect::<String>(), "t2")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("invite"), "{e}");
     // The name rule.
-    enroll::join(&home("n1"), &mesh.invite, "sam").await.unwrap();
-    let e = enroll::join(&home("n2"), &mesh.invite, "sam").await.unwrap_err().to_string();
+    enroll::join(&home("n1"), &mesh.invite, "sam")
+        .await
+        .unwrap();
+    let e = enroll::join(&home("n2"), &mesh.invite, "sam")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("already used"), "{e}");
     // Joining twice from the same machine is idempotent.
-    let (_, r) = enroll::join(&home("n1"), &mesh.invite, "sam").await.unwrap();
+    let (_, r) = enroll::join(&home("n1"), &mesh.invite, "sam")
+        .await
+        .unwrap();
     assert!(r.already_member);
     still_serving(&mesh).await;
 }
@@ -275,7 +374,8 @@ async fn invites_expired_tampered_or_used_up_are_refused() {
 async fn join_endpoint_rejects_forged_and_malformed_requests() {
     let mesh = Mesh::start().await;
     let base = mesh.server().http_url();
-    let post = |body: Vec<u8>| claudemesh::client::http::request(&base, "POST", "/join", Some(body));
+    let post =
+        |body: Vec<u8>| claudemesh::client::http::request(&base, "POST", "/join", Some(body));
     let (s, b) = post(b"{garbage".to_vec()).await.unwrap();
     assert_eq!(s, 400);
     assert!(String::from_utf8_lossy(&b).contains("malformed join request"));
@@ -292,17 +392,31 @@ async fn join_endpoint_rejects_forged_and_malformed_requests() {
         member_xpk: m.x_public(),
         peer_pk: p.public(),
         peer_xpk: p.x_public(),
-        peer_cert: m.sign(&claudemesh::crypto::hello::cert_bytes(&inv.payload.mesh_id, &p.public(), &p.x_public())),
+        peer_cert: m.sign(&claudemesh::crypto::hello::cert_bytes(
+            &inv.payload.mesh_id,
+            &p.public(),
+            &p.x_public(),
+        )),
         ts_ms: now_ms(),
         sig: Identity::generate().sign(b"not the right bytes"),
     };
     let (s, b) = post(serde_json::to_vec(&req).unwrap()).await.unwrap();
     assert_eq!(s, 403, "{}", String::from_utf8_lossy(&b));
-    let (s, _) = claudemesh::client::http::request(&base, "GET", "/nope", None).await.unwrap();
+    let (s, _) = claudemesh::client::http::request(&base, "GET", "/nope", None)
+        .await
+        .unwrap();
     assert_eq!(s, 404);
 
     // A correctly signed request for an expired invite (a client that skips the local check).
-    let short = enroll::make_invite(&mesh.data_dir(), &mesh.owned, Role::Member, now_ms() + 200, None).await.unwrap();
+    let short = enroll::make_invite(
+        &mesh.data_dir(),
+        &mesh.owned,
+        Role::Member,
+        now_ms() + 200,
+        None,
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let inv = claudemesh::crypto::invite::parse_link(&short).unwrap();
     let ts = now_ms();
@@ -313,9 +427,20 @@ async fn join_endpoint_rejects_forged_and_malformed_requests() {
         member_xpk: m.x_public(),
         peer_pk: p.public(),
         peer_xpk: p.x_public(),
-        peer_cert: m.sign(&claudemesh::crypto::hello::cert_bytes(&inv.payload.mesh_id, &p.public(), &p.x_public())),
+        peer_cert: m.sign(&claudemesh::crypto::hello::cert_bytes(
+            &inv.payload.mesh_id,
+            &p.public(),
+            &p.x_public(),
+        )),
         ts_ms: ts,
-        sig: m.sign(&claudemesh::crypto::invite::join_bytes(&inv.payload.invite_id, &m.public(), &m.x_public(), &p.public(), "tardy", ts)),
+        sig: m.sign(&claudemesh::crypto::invite::join_bytes(
+            &inv.payload.invite_id,
+            &m.public(),
+            &m.x_public(),
+            &p.public(),
+            "tardy",
+            ts,
+        )),
     };
     let (s, b) = post(serde_json::to_vec(&req).unwrap()).await.unwrap();
     assert_eq!(s, 410, "{}", String::from_utf8_lossy(&b));
@@ -333,13 +458,20 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
     .await;
     let bob = mesh.member("bob").await;
     let mut ws = raw_ws(mesh.server().addr).await;
-    send_text(&mut ws, frame(&ClientFrame::Hello(hello_for(&bob, now_ms())))).await;
+    send_text(
+        &mut ws,
+        frame(&ClientFrame::Hello(hello_for(&bob, now_ms()))),
+    )
+    .await;
     recv_json(&mut ws, T).await.unwrap();
     assert_eq!(mesh.server().hub.health().peers_online, 1);
     // Never read again (so pings go unanswered).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while mesh.server().hub.health().peers_online > 0 {
-        assert!(std::time::Instant::now() < deadline, "dead connection was not dropped");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dead connection was not dropped"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(ws);
@@ -361,12 +493,24 @@ async fn a_client_of_another_release_is_told_to_upgrade_instead_of_failing_silen
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
     let mesh = Mesh::start().await;
-    let mut req = format!("ws://{}/ws", mesh.server().addr).into_client_request().unwrap();
-    req.headers_mut().insert("sec-websocket-protocol", "claudemesh.v1.postcard".parse().unwrap());
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.expect("the handshake completes");
-    assert_eq!(resp.headers()["sec-websocket-protocol"], "claudemesh.v1.postcard");
+    let mut req = format!("ws://{}/ws", mesh.server().addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "claudemesh.v1.postcard".parse().unwrap(),
+    );
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("the handshake completes");
+    assert_eq!(
+        resp.headers()["sec-websocket-protocol"],
+        "claudemesh.v1.postcard"
+    );
     match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
-        Some(Ok(Message::Close(Some(f)))) => assert!(f.reason.contains("upgrade claudemesh"), "{f:?}"),
+        Some(Ok(Message::Close(Some(f)))) => {
+            assert!(f.reason.contains("upgrade claudemesh"), "{f:?}")
+        }
         other => panic!("expected a close with a reason, got {other:?}"),
     }
 }

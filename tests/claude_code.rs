@@ -23,16 +23,22 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_claudemesh");
 
 fn claude_bin() -> Option<PathBuf> {
-    let p = std::env::var_os("CLAUDEMESH_TEST_CLAUDE").map(PathBuf::from).or_else(|| {
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/claudemesh/claude-code/node_modules/.bin/claude"))
-    });
+    let p = std::env::var_os("CLAUDEMESH_TEST_CLAUDE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| {
+                PathBuf::from(h).join(".cache/claudemesh/claude-code/node_modules/.bin/claude")
+            })
+        });
     match p.filter(|p| p.exists()) {
         Some(p) => Some(p),
         None if std::env::var_os("CI").is_some() => {
             panic!("the real claude binary is missing: .ci/run installs it (or set CLAUDEMESH_TEST_CLAUDE)")
         }
         None => {
-            eprintln!("skipped: no claude binary (run .ci/run once, or set CLAUDEMESH_TEST_CLAUDE)");
+            eprintln!(
+                "skipped: no claude binary (run .ci/run once, or set CLAUDEMESH_TEST_CLAUDE)"
+            );
             None
         }
     }
@@ -51,7 +57,12 @@ impl User {
         for d in ["home", "cc", "work"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
-        User { root: root.to_path_buf(), claude: claude.to_path_buf(), mesh_home: mesh_home.to_path_buf(), api: None }
+        User {
+            root: root.to_path_buf(),
+            claude: claude.to_path_buf(),
+            mesh_home: mesh_home.to_path_buf(),
+            api: None,
+        }
     }
 
     fn cc(&self) -> PathBuf {
@@ -76,7 +87,8 @@ impl User {
         // Only with the stand-in API: an API key alone makes Claude Code try to reach
         // api.anthropic.com (`claude mcp list` then waits ~19 s offline).
         if let Some(u) = &self.api {
-            c.env("ANTHROPIC_BASE_URL", u).env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key");
+            c.env("ANTHROPIC_BASE_URL", u)
+                .env("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key");
         }
         c
     }
@@ -85,8 +97,15 @@ impl User {
         let mut c = self.cmd(program);
         c.args(args);
         let what = format!("{} {args:?}", program.display());
-        let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
-        eprintln!("--- {what}: {:?}\nstdout: {}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap();
+        eprintln!(
+            "--- {what}: {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
@@ -95,53 +114,98 @@ impl User {
     async fn launch_print(&self, launch_args: &[&str], prompt: &str) -> Output {
         let mut args = vec!["launch"];
         args.extend_from_slice(launch_args);
-        args.extend(["--message-mode", "inbox", "--", "-p", prompt, "--output-format", "json", "--allowedTools", "mcp__claudemesh__*"]);
+        args.extend([
+            "--message-mode",
+            "inbox",
+            "--",
+            "-p",
+            prompt,
+            "--output-format",
+            "json",
+            "--allowedTools",
+            "mcp__claudemesh__*",
+        ]);
         self.run(Path::new(BIN), &args).await
     }
 }
 
 fn mcp_list_lines(out: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[tokio::test]
-async fn claude_mcp_list_shows_claudemesh_connected_after_install_and_uninstall_leaves_other_servers() {
+async fn claude_mcp_list_shows_claudemesh_connected_after_install_and_uninstall_leaves_other_servers(
+) {
     let Some(claude) = claude_bin() else { return };
     let mesh = Mesh::start().await;
     let bob = mesh.member("bob").await;
     let u = User::new(&mesh.tmp.path().join("u-bob"), &claude, &bob.home.dir);
     let other = json!({"type": "stdio", "command": "/nonexistent/other-server", "args": ["--flag"], "env": {"K": "v"}});
-    std::fs::write(u.cc().join(".claude.json"), json!({"mcpServers": {"other": other}, "someSetting": [1, 2]}).to_string()).unwrap();
+    std::fs::write(
+        u.cc().join(".claude.json"),
+        json!({"mcpServers": {"other": other}, "someSetting": [1, 2]}).to_string(),
+    )
+    .unwrap();
 
     let out = u.run(Path::new(BIN), &["install"]).await;
     assert!(out.status.success());
     let out = u.run(&claude, &["mcp", "list"]).await;
     let lines = mcp_list_lines(&out);
     assert!(
-        lines.iter().any(|l| l.starts_with("claudemesh: ") && l.ends_with("mcp - ✔ Connected")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("claudemesh: ") && l.ends_with("mcp - ✔ Connected")),
         "claude mcp list shows claudemesh connected: {lines:?}"
     );
-    assert!(lines.iter().any(|l| l.starts_with("other: /nonexistent/other-server --flag - ")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("other: /nonexistent/other-server --flag - ")),
+        "{lines:?}"
+    );
 
     let out = u.run(Path::new(BIN), &["uninstall"]).await;
     assert!(out.status.success());
     let out = u.run(&claude, &["mcp", "list"]).await;
     let lines = mcp_list_lines(&out);
-    assert!(!lines.iter().any(|l| l.starts_with("claudemesh:")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("other: /nonexistent/other-server --flag - ")), "{lines:?}");
-    let cfg: Value = serde_json::from_slice(&std::fs::read(u.cc().join(".claude.json")).unwrap()).unwrap();
-    assert_eq!(cfg["mcpServers"]["other"], other, "the other server's entry is untouched");
+    assert!(
+        !lines.iter().any(|l| l.starts_with("claudemesh:")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("other: /nonexistent/other-server --flag - ")),
+        "{lines:?}"
+    );
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(u.cc().join(".claude.json")).unwrap()).unwrap();
+    assert_eq!(
+        cfg["mcpServers"]["other"], other,
+        "the other server's entry is untouched"
+    );
     assert_eq!(cfg["someSetting"], json!([1, 2]));
     assert!(cfg["mcpServers"].get("claudemesh").is_none());
 }
 
 /// The texts of the results of every call of the tool named `*name_suffix` in a request.
 fn tool_result(body: &Value, name_suffix: &str) -> Vec<String> {
-    let blocks: Vec<Value> =
-        body["messages"].as_array().into_iter().flatten().filter_map(|m| m["content"].as_array()).flatten().cloned().collect();
+    let blocks: Vec<Value> = body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .cloned()
+        .collect();
     let ids: Vec<&Value> = blocks
         .iter()
-        .filter(|c| c["type"] == "tool_use" && c["name"].as_str().is_some_and(|n| n.ends_with(name_suffix)))
+        .filter(|c| {
+            c["type"] == "tool_use" && c["name"].as_str().is_some_and(|n| n.ends_with(name_suffix))
+        })
         .map(|c| &c["id"])
         .collect();
     blocks
@@ -149,7 +213,11 @@ fn tool_result(body: &Value, name_suffix: &str) -> Vec<String> {
         .filter(|c| c["type"] == "tool_result" && ids.contains(&&c["tool_use_id"]))
         .map(|c| match &c["content"] {
             Value::String(s) => s.clone(),
-            Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n"),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
             _ => String::new(),
         })
         .collect()
@@ -170,12 +238,18 @@ async fn claude_sessions_a_sends_to_b_and_b_sees_it_once_attributed_to_a() {
     // check_messages; then done.
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let (sent_tx, sent_rx) = mpsc::channel::<()>();
-    let (ready_tx, sent_rx) = (std::sync::Mutex::new(ready_tx), std::sync::Mutex::new(sent_rx));
+    let (ready_tx, sent_rx) = (
+        std::sync::Mutex::new(ready_tx),
+        std::sync::Mutex::new(sent_rx),
+    );
     let b_api = FakeApi::start(move |step, _| match step {
         0 => tool("whoami", json!({})),
         1 => {
             let _ = ready_tx.lock().unwrap().send(());
-            let _ = sent_rx.lock().unwrap().recv_timeout(Duration::from_secs(90));
+            let _ = sent_rx
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(90));
             tool("list_peers", json!({}))
         }
         2 => tool("check_messages", json!({})),
@@ -184,7 +258,10 @@ async fn claude_sessions_a_sends_to_b_and_b_sees_it_once_attributed_to_a() {
     .await;
     let t = token.clone();
     let a_api = FakeApi::start(move |step, _| match step {
-        0 => tool("send_message", json!({"to": "bob", "text": format!("please review {t}")})),
+        0 => tool(
+            "send_message",
+            json!({"to": "bob", "text": format!("please review {t}")}),
+        ),
         _ => Reply::Text("sent".into()),
     })
     .await;
@@ -197,31 +274,61 @@ async fn claude_sessions_a_sends_to_b_and_b_sees_it_once_attributed_to_a() {
         assert!(u.run(Path::new(BIN), &["install"]).await.status.success());
     }
 
-    let b_task = tokio::spawn(async move { b.launch_print(&["--name", "bob"], "start work").await });
+    let b_task =
+        tokio::spawn(async move { b.launch_print(&["--name", "bob"], "start work").await });
     // Once B is in its session, A sends.
-    tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(90)).expect("B reached step 1"))
-        .await
-        .unwrap();
-    let a_out = a.launch_print(&["--name", "alice"], "ask bob for a review").await;
+    tokio::task::spawn_blocking(move || {
+        ready_rx
+            .recv_timeout(Duration::from_secs(90))
+            .expect("B reached step 1")
+    })
+    .await
+    .unwrap();
+    let a_out = a
+        .launch_print(&["--name", "alice"], "ask bob for a review")
+        .await;
     assert!(a_out.status.success());
     let a_reqs = a_api.requests();
     let sent = tool_result(a_reqs.last().unwrap(), "send_message").join("");
-    assert!(sent.contains("sent") && !sent.contains("error"), "A's send_message result: {sent}");
+    assert!(
+        sent.contains("sent") && !sent.contains("error"),
+        "A's send_message result: {sent}"
+    );
     sent_tx.send(()).unwrap();
 
     let b_out = b_task.await.unwrap();
     assert!(b_out.status.success());
     let reqs = b_api.requests();
     let last = reqs.last().unwrap();
-    assert_eq!(fake_api::step(last), 3, "B ran whoami, list_peers, check_messages");
+    assert_eq!(
+        fake_api::step(last),
+        3,
+        "B ran whoami, list_peers, check_messages"
+    );
     let peers = tool_result(last, "list_peers").join("");
-    assert!(peers.contains("1 unread message(s) (use check_messages)"), "list_peers result: {peers}");
+    assert!(
+        peers.contains("1 unread message(s) (use check_messages)"),
+        "list_peers result: {peers}"
+    );
     let got = tool_result(last, "check_messages").join("");
-    assert!(got.contains(&token), "check_messages shows A's message: {got}");
-    assert!(got.contains("from peer \"alice\""), "attributed to A: {got}");
-    assert!(got.contains("<peer_message>"), "framed as untrusted peer text: {got}");
+    assert!(
+        got.contains(&token),
+        "check_messages shows A's message: {got}"
+    );
+    assert!(
+        got.contains("from peer \"alice\""),
+        "attributed to A: {got}"
+    );
+    assert!(
+        got.contains("<peer_message>"),
+        "framed as untrusted peer text: {got}"
+    );
     let all = conversation_text(last);
-    assert_eq!(all.matches(&token).count(), 1, "A's message is shown to B exactly once:\n{all}");
+    assert_eq!(
+        all.matches(&token).count(),
+        1,
+        "A's message is shown to B exactly once:\n{all}"
+    );
 }
 
 #[tokio::test]
@@ -246,23 +353,30 @@ async fn claude_launch_resume_keeps_the_peer_identity_and_queued_messages() {
     assert!(out.status.success());
     let first = api.requests();
     let who1 = tool_result(first.last().unwrap(), "whoami").join("");
-    let sid = serde_json::from_str::<Value>(first[0]["metadata"]["user_id"].as_str().unwrap()).unwrap()["session_id"]
+    let sid = serde_json::from_str::<Value>(first[0]["metadata"]["user_id"].as_str().unwrap())
+        .unwrap()["session_id"]
         .as_str()
         .unwrap()
         .to_string();
     // The session's peer name is derived from the session id: `bob-<first 6>`.
     let name = claudemesh::mcp::session::peer_name("bob", &sid);
-    assert!(who1.contains(&name), "whoami names the session peer {name}: {who1}");
+    assert!(
+        who1.contains(&name),
+        "whoami names the session peer {name}: {who1}"
+    );
 
     // While B is gone, A sends to it: the broker queues the message.
     let c = alice.connect().await;
-    c.send(&[Dest::parse(&name)], &token, Priority::Next, None).await.unwrap();
+    c.send(&[Dest::parse(&name)], &token, Priority::Next, None)
+        .await
+        .unwrap();
 
     let out = b.launch_print(&["--resume", &sid], "second").await;
     assert!(out.status.success());
     let second: Vec<Value> = api.requests()[first.len()..].to_vec();
     let last = second.last().unwrap();
-    let sid2 = serde_json::from_str::<Value>(last["metadata"]["user_id"].as_str().unwrap()).unwrap()["session_id"]
+    let sid2 = serde_json::from_str::<Value>(last["metadata"]["user_id"].as_str().unwrap())
+        .unwrap()["session_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -271,16 +385,46 @@ async fn claude_launch_resume_keeps_the_peer_identity_and_queued_messages() {
     let who2 = tool_result(last, "whoami");
     // Name and peer key (the connection state and unread line may differ).
     let identity = |w: &str| -> String {
-        w.lines().filter(|l| l.starts_with("session ") || l.contains("you are")).map(|l| l.split(", ").next().unwrap_or(l).to_string()).collect::<Vec<_>>().join("\n")
+        w.lines()
+            .filter(|l| l.starts_with("session ") || l.contains("you are"))
+            .map(|l| l.split(", ").next().unwrap_or(l).to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     };
-    assert!(identity(&who1).contains(&name) && identity(&who1).contains("(peer "), "{who1}");
-    assert_eq!(identity(who2.last().unwrap()), identity(&who1), "same identity after --resume");
+    assert!(
+        identity(&who1).contains(&name) && identity(&who1).contains("(peer "),
+        "{who1}"
+    );
+    assert_eq!(
+        identity(who2.last().unwrap()),
+        identity(&who1),
+        "same identity after --resume"
+    );
     // The queued message reached the resumed session (hook context on the prompt), once.
     let all = conversation_text(last);
-    assert_eq!(all.matches(&token).count(), 1, "the queued message is shown once:\n{all}");
-    assert!(all.contains("UserPromptSubmit hook additional context"), "delivered by the prompt hook:\n{all}");
+    assert_eq!(
+        all.matches(&token).count(),
+        1,
+        "the queued message is shown once:\n{all}"
+    );
+    assert!(
+        all.contains("UserPromptSubmit hook additional context"),
+        "delivered by the prompt hook:\n{all}"
+    );
     // `install` registered the server and `launch` passed it again: one server, not two.
-    let tools: Vec<&str> = last["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
-    assert_eq!(tools.iter().filter(|t| **t == "mcp__claudemesh__whoami").count(), 1, "{tools:?}");
+    let tools: Vec<&str> = last["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(
+        tools
+            .iter()
+            .filter(|t| **t == "mcp__claudemesh__whoami")
+            .count(),
+        1,
+        "{tools:?}"
+    );
     assert!(all.contains("from peer \"alice\""), "{all}");
 }

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_claudemesh");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Broker {
@@ -18,16 +22,26 @@ struct Broker {
 impl Broker {
     fn start(data: &Path, port: u16) -> Broker {
         let child = Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let b = Broker { child, data: data.to_path_buf() };
+        let b = Broker {
+            child,
+            data: data.to_path_buf(),
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && data.join("admin.sock").exists() {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && data.join("admin.sock").exists()
+            {
                 return b;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -53,7 +67,9 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        Env { tmp: tempfile::tempdir().unwrap() }
+        Env {
+            tmp: tempfile::tempdir().unwrap(),
+        }
     }
     fn data(&self) -> PathBuf {
         self.tmp.path().join("data")
@@ -62,14 +78,21 @@ impl Env {
     fn run(&self, who: &str, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
-            .env("CLAUDEMESH_HOME", self.tmp.path().join(format!("home-{who}")))
+            .env(
+                "CLAUDEMESH_HOME",
+                self.tmp.path().join(format!("home-{who}")),
+            )
             .env_remove("RUST_LOG")
             .output()
             .unwrap()
     }
     fn ok(&self, who: &str, args: &[&str]) -> String {
         let o = self.run(who, args);
-        assert!(o.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8(o.stdout).unwrap()
     }
     /// Runs a command that must fail; returns its one-line reason.
@@ -84,7 +107,14 @@ impl Env {
     }
     fn create_mesh(&self, extra: &[&str]) -> String {
         let data = self.data();
-        let mut args = vec!["mesh", "create", "team", "--json", "--data-dir", data.to_str().unwrap()];
+        let mut args = vec![
+            "mesh",
+            "create",
+            "team",
+            "--json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         let out = self.ok("op", &args);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -92,7 +122,13 @@ impl Env {
     }
     fn invite(&self, extra: &[&str]) -> String {
         let data = self.data();
-        let mut args = vec!["invite", "team", "--json", "--data-dir", data.to_str().unwrap()];
+        let mut args = vec![
+            "invite",
+            "team",
+            "--json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         let v: serde_json::Value = serde_json::from_str(&self.ok("op", &args)).unwrap();
         v["invite"].as_str().unwrap().to_string()
@@ -109,7 +145,9 @@ fn readme_walkthrough_serve_create_join_send_inbox() {
     let _broker = Broker::start(&env.data(), free_port());
     let invite = env.create_mesh(&[]);
     assert!(invite.starts_with("claudemesh://join/"));
-    assert!(env.ok("alice", &["join", &invite, "--name", "alice"]).contains("joined mesh 'team' as alice"));
+    assert!(env
+        .ok("alice", &["join", &invite, "--name", "alice"])
+        .contains("joined mesh 'team' as alice"));
     env.ok("bob", &["join", &invite, "--name", "bob"]);
 
     let out = json(&env.ok("alice", &["send", "bob", "review PR 42 please", "--json"]));
@@ -127,7 +165,10 @@ fn readme_walkthrough_serve_create_join_send_inbox() {
     assert_eq!(m["priority"], "next");
     assert!(m["sent_at"].as_str().unwrap().ends_with('Z'));
     // Printed messages were acknowledged: the inbox is now empty.
-    assert_eq!(json(&env.ok("bob", &["inbox", "--json"])), serde_json::json!([]));
+    assert_eq!(
+        json(&env.ok("bob", &["inbox", "--json"])),
+        serde_json::json!([])
+    );
 
     // Groups and broadcast through the CLI.
     env.ok("bob", &["group", "join", "eng", "--role", "lead"]);
@@ -144,19 +185,41 @@ fn readme_walkthrough_serve_create_join_send_inbox() {
     // Human output, peers, whoami, status, mesh list.
     env.ok("alice", &["send", "bob", "plain text please"]);
     let human = env.ok("bob", &["inbox"]);
-    assert!(human.contains("alice → bob (next): plain text please"), "{human}");
+    assert!(
+        human.contains("alice → bob (next): plain text please"),
+        "{human}"
+    );
     let peers = json(&env.ok("alice", &["peers", "--json"]));
-    let names: Vec<&str> = peers.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert!(names.contains(&"alice") && names.contains(&"bob"));
-    let bob = peers.as_array().unwrap().iter().find(|p| p["name"] == "bob").unwrap();
+    let bob = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "bob")
+        .unwrap();
     assert_eq!(bob["groups"][0]["group"], "eng");
     let who = json(&env.ok("alice", &["whoami", "--json"]));
-    assert_eq!((who[0]["mesh"].as_str(), who[0]["name"].as_str()), (Some("team"), Some("alice")));
+    assert_eq!(
+        (who[0]["mesh"].as_str(), who[0]["name"].as_str()),
+        (Some("team"), Some("alice"))
+    );
     let st = json(&env.ok("alice", &["status", "--json"]));
     assert_eq!(st[0]["connected"], true);
     assert!(st[0]["rtt_ms"].as_f64().unwrap() >= 0.0);
-    let list = env.ok("op", &["mesh", "list", "--data-dir", env.data().to_str().unwrap()]);
-    assert!(list.contains("team") && list.contains("members 2"), "{list}");
+    let list = env.ok(
+        "op",
+        &["mesh", "list", "--data-dir", env.data().to_str().unwrap()],
+    );
+    assert!(
+        list.contains("team") && list.contains("members 2"),
+        "{list}"
+    );
 }
 
 #[test]
@@ -171,7 +234,10 @@ fn a_message_survives_sigkill_of_the_broker_between_send_and_inbox() {
     broker.kill9();
     // While the broker is down the CLI fails with one clear line.
     let e = env.fails("alice", &["send", "bob", "x"]);
-    assert!(e.contains("cannot reach") || e.contains("not connected"), "{e}");
+    assert!(
+        e.contains("cannot reach") || e.contains("not connected"),
+        "{e}"
+    );
     let _broker = Broker::start(&broker.data, port);
     let inbox = json(&env.ok("bob", &["inbox", "--json"]));
     assert_eq!(inbox[0]["text"], "written before the crash");
@@ -182,7 +248,11 @@ fn serve_stops_cleanly_on_sigterm() {
     let env = Env::new();
     let mut broker = Broker::start(&env.data(), free_port());
     let pid = broker.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(st) = broker.child.try_wait().unwrap() {
@@ -192,7 +262,10 @@ fn serve_stops_cleanly_on_sigterm() {
         assert!(Instant::now() < deadline, "broker did not stop");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!env.data().join("admin.sock").exists(), "admin socket removed");
+    assert!(
+        !env.data().join("admin.sock").exists(),
+        "admin socket removed"
+    );
     assert!(env.data().join("claudemesh.redb").exists());
 }
 
@@ -213,7 +286,15 @@ fn cli_errors_are_one_line_and_non_zero() {
     assert!(e.contains("expired"), "{e}");
     // Tampered invite.
     let (signed, _) = invite.split_once('#').unwrap();
-    let e = env.fails("t", &["join", &format!("{signed}#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), "--name", "t"]);
+    let e = env.fails(
+        "t",
+        &[
+            "join",
+            &format!("{signed}#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            "--name",
+            "t",
+        ],
+    );
     assert!(e.contains("altered"), "{e}");
     let e = env.fails("t", &["join", "claudemesh://join/nonsense", "--name", "t"]);
     assert!(e.contains("not a claudemesh invite"), "{e}");
@@ -240,7 +321,10 @@ fn cli_errors_are_one_line_and_non_zero() {
 
 #[test]
 fn serve_refuses_a_bad_listen_address_with_one_line() {
-    let o = Command::new(BIN).args(["serve", "--listen", "not-an-address"]).output().unwrap();
+    let o = Command::new(BIN)
+        .args(["serve", "--listen", "not-an-address"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("invalid --listen address"), "{err}");

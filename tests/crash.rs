@@ -19,7 +19,10 @@ const MIN_KILLS: u64 = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_sends_survive_repeated_sigkill_exactly_once() {
-    let spec = harness::BrokerSpec { program: env!("CARGO_BIN_EXE_claudemesh").into(), prefix: vec!["serve".into()] };
+    let spec = harness::BrokerSpec {
+        program: env!("CARGO_BIN_EXE_claudemesh").into(),
+        prefix: vec!["serve".into()],
+    };
     let bench = harness::Bench::start(&spec, PEERS).await;
     let port = bench.broker.port;
     let data = bench.broker.data.clone();
@@ -31,11 +34,20 @@ async fn acknowledged_sends_survive_repeated_sigkill_exactly_once() {
         let mut o = claudemesh::client::ClientOptions::for_session(home, mc, "cli", &mc.name);
         o.seen_path = None;
         o.request_timeout = Duration::from_secs(20);
-        clients.push(Arc::new(Client::connect(o, Duration::from_secs(30)).await.unwrap()));
+        clients.push(Arc::new(
+            Client::connect(o, Duration::from_secs(30)).await.unwrap(),
+        ));
     }
     let infos: Vec<PeerInfo> = {
         let all = clients[0].list_peers().await.unwrap();
-        (0..PEERS).map(|i| all.iter().find(|p| p.name == format!("m{i}")).unwrap().clone()).collect()
+        (0..PEERS)
+            .map(|i| {
+                all.iter()
+                    .find(|p| p.name == format!("m{i}"))
+                    .unwrap()
+                    .clone()
+            })
+            .collect()
     };
 
     // Receivers: count every text surfaced to the application.
@@ -66,7 +78,13 @@ async fn acknowledged_sends_survive_repeated_sigkill_exactly_once() {
     let mut senders = Vec::new();
     for (i, c) in clients.iter().enumerate() {
         for lane in 0..2 {
-            let (c, infos, acked, attempted, stop) = (c.clone(), infos.clone(), acked.clone(), attempted.clone(), stop.clone());
+            let (c, infos, acked, attempted, stop) = (
+                c.clone(),
+                infos.clone(),
+                acked.clone(),
+                attempted.clone(),
+                stop.clone(),
+            );
             senders.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -78,7 +96,16 @@ async fn acknowledged_sends_survive_repeated_sigkill_exactly_once() {
                     n += 1;
                     attempted.lock().unwrap().insert(text.clone());
                     let info = infos[t].clone();
-                    match c.send_resolved(&[Dest::Peer(info.name.clone())], &[info], &text, Priority::Now, None).await {
+                    match c
+                        .send_resolved(
+                            &[Dest::Peer(info.name.clone())],
+                            &[info],
+                            &text,
+                            Priority::Now,
+                            None,
+                        )
+                        .await
+                    {
                         Ok(_) => {
                             acked.lock().unwrap().insert(text);
                         }
@@ -92,7 +119,13 @@ async fn acknowledged_sends_survive_repeated_sigkill_exactly_once() {
     // The killer: SIGKILL at random moments, restart on the same data dir and port.
     let kills = Arc::new(AtomicU64::new(0));
     let killer = {
-        let (broker, kills, spec, data, stop) = (broker.clone(), kills.clone(), spec.clone(), data.clone(), stop.clone());
+        let (broker, kills, spec, data, stop) = (
+            broker.clone(),
+            kills.clone(),
+            spec.clone(),
+            data.clone(),
+            stop.clone(),
+        );
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let wait = 600 + claudemesh::util::random_u64() % 1200;
@@ -106,7 +139,12 @@ async fn acknowledged_sends_survive_repeated_sigkill_exactly_once() {
                 }
                 *b = None;
                 kills.fetch_add(1, Ordering::Relaxed);
-                *b = Some(harness::Broker::start_on(&spec, &data, port, &["--rate-limit", "1000000"]));
+                *b = Some(harness::Broker::start_on(
+                    &spec,
+                    &data,
+                    port,
+                    &["--rate-limit", "1000000"],
+                ));
             }
         })
     };
@@ -128,7 +166,10 @@ async fn acknowledged_sends_survive_repeated_sigkill_exactly_once() {
         if missing == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{missing} acknowledged messages never arrived");
+        assert!(
+            Instant::now() < deadline,
+            "{missing} acknowledged messages never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -137,10 +178,17 @@ async fn acknowledged_sends_survive_repeated_sigkill_exactly_once() {
     let dups: Vec<_> = r.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dups.is_empty(), "shown more than once: {dups:?}");
     let unknown: Vec<_> = r.keys().filter(|t| !attempted.contains(*t)).collect();
-    assert!(unknown.is_empty(), "received messages nobody sent: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "received messages nobody sent: {unknown:?}"
+    );
     let kills = kills.load(Ordering::Relaxed);
     assert!(kills >= MIN_KILLS, "only {kills} kills");
-    assert!(acked.len() > 100, "too little load got through: {}", acked.len());
+    assert!(
+        acked.len() > 100,
+        "too little load got through: {}",
+        acked.len()
+    );
     println!(
         "kills {kills}, acknowledged {}, attempted {}, delivered {}, unacknowledged-but-delivered {}",
         acked.len(),
@@ -157,7 +205,8 @@ async fn acknowledged_sends_survive_repeated_sigkill_exactly_once() {
     if let Some(mut b) = broker.lock().unwrap().take() {
         b.kill9();
     }
-    let db = redb::Database::create(data.join("claudemesh.redb")).expect("store opens after SIGKILL");
+    let db =
+        redb::Database::create(data.join("claudemesh.redb")).expect("store opens after SIGKILL");
     drop(db);
     let (store, loaded) = claudemesh::store::Store::open(&data).expect("store loads after SIGKILL");
     assert_eq!(loaded.meshes.len(), 1);

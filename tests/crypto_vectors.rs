@@ -15,7 +15,10 @@ fn compute() -> Value {
     let rcpt = Identity::from_secrets([4; 32], [5; 32]);
     let mesh_id = Key([3; 32]);
     let msg_id = Id16([6; 16]);
-    let plain = Plain { text: "héllo, mesh".into(), sent_at_ms: 1_764_374_400_000 };
+    let plain = Plain {
+        text: "héllo, mesh".into(),
+        sent_at_ms: 1_764_374_400_000,
+    };
     let mut h = Hello {
         v: 1,
         mesh_id,
@@ -34,8 +37,22 @@ fn compute() -> Value {
         sig: Sig([0; 64]),
     };
     h.sig = peer.sign(&hello_bytes(&h));
-    let dm = seal::seal_dm_fixed(&peer, &rcpt.public(), &rcpt.x_public(), &msg_id, &plain, [9; 24]);
-    let grp = seal::seal_group_fixed(&[10; 32], &peer.public(), &Target::Group("eng".into()), &msg_id, &plain, [11; 24]);
+    let dm = seal::seal_dm_fixed(
+        &peer,
+        &rcpt.public(),
+        &rcpt.x_public(),
+        &msg_id,
+        &plain,
+        [9; 24],
+    );
+    let grp = seal::seal_group_fixed(
+        &[10; 32],
+        &peer.public(),
+        &Target::Group("eng".into()),
+        &msg_id,
+        &plain,
+        [11; 24],
+    );
     json!({
         "member_pk": member.public().hex(),
         "member_xpk": member.x_public().hex(),
@@ -67,10 +84,26 @@ fn vector_ciphertexts_open_with_the_recipients_keys() {
     let peer = member.derive(&[3; 32], "session:cli");
     let rcpt = Identity::from_secrets([4; 32], [5; 32]);
     let msg_id = Id16([6; 16]);
-    let plain = Plain { text: "héllo, mesh".into(), sent_at_ms: 1_764_374_400_000 };
-    let dm = seal::seal_dm_fixed(&peer, &rcpt.public(), &rcpt.x_public(), &msg_id, &plain, [9; 24]);
-    assert_eq!(seal::open_dm(&rcpt, &peer.public(), &peer.x_public(), &msg_id, &dm).unwrap(), plain);
+    let plain = Plain {
+        text: "héllo, mesh".into(),
+        sent_at_ms: 1_764_374_400_000,
+    };
+    let dm = seal::seal_dm_fixed(
+        &peer,
+        &rcpt.public(),
+        &rcpt.x_public(),
+        &msg_id,
+        &plain,
+        [9; 24],
+    );
+    assert_eq!(
+        seal::open_dm(&rcpt, &peer.public(), &peer.x_public(), &msg_id, &dm).unwrap(),
+        plain
+    );
     let t = Target::Group("eng".into());
     let g = seal::seal_group_fixed(&[10; 32], &peer.public(), &t, &msg_id, &plain, [11; 24]);
-    assert_eq!(seal::open_group(&[10; 32], &peer.public(), &t, &msg_id, &g).unwrap(), plain);
+    assert_eq!(
+        seal::open_group(&[10; 32], &peer.public(), &t, &msg_id, &g).unwrap(),
+        plain
+    );
 }

@@ -23,18 +23,34 @@ async fn a_full_disk_gives_clear_errors_loses_nothing_acknowledged_and_recovers(
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"]).arg(&data).status().map(|s| s.success());
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&data)
+        .status()
+        .map(|s| s.success());
     if !matches!(ok, Ok(true)) {
         eprintln!("skipped: cannot mount a tmpfs here (needs root); the injected-failure test in tests/hostile.rs covers the logic");
         return;
     }
     let _mount = Mount(data.clone());
     let server = Server::start(common::test_config(&data)).await.unwrap();
-    let owner = Home { dir: tmp.path().join("owner") };
+    let owner = Home {
+        dir: tmp.path().join("owner"),
+    };
     let om = enroll::create_mesh(&owner, &data, "team").await.unwrap();
-    let invite = enroll::make_invite(&data, &om, Role::Member, claudemesh::util::now_ms() + 600_000, None).await.unwrap();
+    let invite = enroll::make_invite(
+        &data,
+        &om,
+        Role::Member,
+        claudemesh::util::now_ms() + 600_000,
+        None,
+    )
+    .await
+    .unwrap();
     let member = |n: &'static str| {
-        let home = Home { dir: tmp.path().join(n) };
+        let home = Home {
+            dir: tmp.path().join(n),
+        };
         let invite = invite.clone();
         async move {
             let (mc, _) = enroll::join(&home, &invite, n).await.unwrap();
@@ -49,7 +65,15 @@ async fn a_full_disk_gives_clear_errors_loses_nothing_acknowledged_and_recovers(
     let mut acked = Vec::new();
     let mut failure = None;
     for i in 0..200 {
-        match a.send(&[Dest::parse("bob")], &format!("{i}:{big}"), Priority::Low, None).await {
+        match a
+            .send(
+                &[Dest::parse("bob")],
+                &format!("{i}:{big}"),
+                Priority::Low,
+                None,
+            )
+            .await
+        {
             Ok(_) => acked.push(i),
             Err(e) => {
                 failure = Some(e);
@@ -61,15 +85,38 @@ async fn a_full_disk_gives_clear_errors_loses_nothing_acknowledged_and_recovers(
     assert_eq!(e.code(), Some(ErrorCode::Storage), "{e}");
     assert!(e.to_string().contains("could not store"), "{e}");
     assert!(!acked.is_empty());
-    println!("disk filled after {} acknowledged 60 KB messages; error: {e}", acked.len());
+    println!(
+        "disk filled after {} acknowledged 60 KB messages; error: {e}",
+        acked.len()
+    );
     // Still serving while the disk is full.
     a.ping().await.unwrap();
-    assert!(a.list_peers().await.unwrap().iter().any(|p| p.name == "alice"), "peer lists still answer");
+    assert!(
+        a.list_peers()
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.name == "alice"),
+        "peer lists still answer"
+    );
     // Space returns.
-    assert!(Command::new("mount").args(["-o", "remount,size=64m"]).arg(&data).status().unwrap().success());
+    assert!(Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&data)
+        .status()
+        .unwrap()
+        .success());
     let mut recovered = false;
     for _ in 0..20 {
-        if a.send(&[Dest::parse("bob")], "after the disk was grown", Priority::Low, None).await.is_ok() {
+        if a.send(
+            &[Dest::parse("bob")],
+            "after the disk was grown",
+            Priority::Low,
+            None,
+        )
+        .await
+        .is_ok()
+        {
             recovered = true;
             break;
         }
@@ -85,10 +132,17 @@ async fn a_full_disk_gives_clear_errors_loses_nothing_acknowledged_and_recovers(
             break;
         }
         b.ack(&batch.iter().map(|m| m.msg_id).collect::<Vec<_>>());
-        texts.extend(batch.into_iter().map(|m| m.text.split(':').next().unwrap_or("").to_string()));
+        texts.extend(
+            batch
+                .into_iter()
+                .map(|m| m.text.split(':').next().unwrap_or("").to_string()),
+        );
     }
     for i in &acked {
-        assert!(texts.contains(&i.to_string()), "acknowledged message {i} was lost");
+        assert!(
+            texts.contains(&i.to_string()),
+            "acknowledged message {i} was lost"
+        );
     }
     assert!(texts.iter().any(|t| t == "after the disk was grown"));
     drop((a, b));

@@ -18,19 +18,28 @@ const PER_MEMBER: usize = 100;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_peers_keep_low_latency_while_one_client_floods() {
     harness::raise_nofile();
-    let spec = harness::BrokerSpec { program: env!("CARGO_BIN_EXE_claudemesh").into(), prefix: vec!["serve".into()] };
+    let spec = harness::BrokerSpec {
+        program: env!("CARGO_BIN_EXE_claudemesh").into(),
+        prefix: vec!["serve".into()],
+    };
     // Default rate limit (2,000 frames/s per peer).
     let bench = harness::Bench::start_with(&spec, PEERS / PER_MEMBER + 1, &[]).await;
     let mut conns = Vec::new();
     for i in 0..PEERS {
         let o = bench.opts(i / PER_MEMBER, &format!("s{}", i % PER_MEMBER));
-        conns.push(tokio::spawn(async move { Client::connect(o, Duration::from_secs(120)).await.map(Arc::new) }));
+        conns.push(tokio::spawn(async move {
+            Client::connect(o, Duration::from_secs(120))
+                .await
+                .map(Arc::new)
+        }));
     }
     let mut clients = Vec::new();
     for c in conns {
         clients.push(c.await.unwrap().expect("connect"));
     }
-    let online = bench.broker.health().await["peers_online"].as_u64().unwrap();
+    let online = bench.broker.health().await["peers_online"]
+        .as_u64()
+        .unwrap();
     assert!(online >= PEERS as u64, "{online} online");
 
     // The flooder: a member's session that sends frames as fast as it can and never reads.
@@ -38,11 +47,28 @@ async fn a_thousand_peers_keep_low_latency_while_one_client_floods() {
     let h = make_hello(
         &fmc.member(),
         &fmc.peer("flood"),
-        &HelloParams { mesh_id: fmc.mesh_id, name: "flooder", session_id: "flood", hostname: "", cwd: "", push: true, status: Status::Idle },
+        &HelloParams {
+            mesh_id: fmc.mesh_id,
+            name: "flooder",
+            session_id: "flood",
+            hostname: "",
+            cwd: "",
+            push: true,
+            status: Status::Idle,
+        },
         claudemesh::util::now_ms(),
     );
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws", bench.broker.port)).await.unwrap();
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(serde_json::to_string(&ClientFrame::Hello(h)).unwrap().into())).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws", bench.broker.port))
+            .await
+            .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        serde_json::to_string(&ClientFrame::Hello(h))
+            .unwrap()
+            .into(),
+    ))
+    .await
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let sent_frames = Arc::new(AtomicU64::new(0));
     let flood = {
@@ -50,8 +76,16 @@ async fn a_thousand_peers_keep_low_latency_while_one_client_floods() {
         tokio::spawn(async move {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let f = if i % 3 == 0 { "{not json".to_string() } else { format!(r#"{{"ping":{{"id":{i}}}}}"#) };
-                if ws.send(tokio_tungstenite::tungstenite::Message::Text(f.into())).await.is_err() {
+                let f = if i % 3 == 0 {
+                    "{not json".to_string()
+                } else {
+                    format!(r#"{{"ping":{{"id":{i}}}}}"#)
+                };
+                if ws
+                    .send(tokio_tungstenite::tungstenite::Message::Text(f.into()))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 i += 1;
@@ -73,7 +107,11 @@ async fn a_thousand_peers_keep_low_latency_while_one_client_floods() {
             while let Some(x) = r.recv().await {
                 if let Inbound::Message(m) = x {
                     if let Ok(sent_us) = m.text.parse::<u64>() {
-                        let _ = lat.lock().unwrap().record((t0.elapsed().as_micros() as u64).saturating_sub(sent_us).max(1));
+                        let _ = lat.lock().unwrap().record(
+                            (t0.elapsed().as_micros() as u64)
+                                .saturating_sub(sent_us)
+                                .max(1),
+                        );
                         got.fetch_add(1, Ordering::Relaxed);
                     }
                     r.ack(&[m.msg_id]);
@@ -92,7 +130,15 @@ async fn a_thousand_peers_keep_low_latency_while_one_client_floods() {
             let info = s.resolve(&[name.clone()]).await.unwrap();
             for _ in 0..50 {
                 let text = t0.elapsed().as_micros().to_string();
-                s.send_resolved(&[Dest::Peer(name.clone())], &info, &text, Priority::Now, None).await.unwrap();
+                s.send_resolved(
+                    &[Dest::Peer(name.clone())],
+                    &info,
+                    &text,
+                    Priority::Now,
+                    None,
+                )
+                .await
+                .unwrap();
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }));
@@ -121,5 +167,11 @@ async fn a_thousand_peers_keep_low_latency_while_one_client_floods() {
     );
     assert_eq!(got.load(Ordering::Relaxed), 1000, "every DM delivered");
     assert!(p99_ms < 100.0, "p99 {p99_ms} ms under flood");
-    assert!(bench.broker.health().await["peers_online"].as_u64().unwrap() >= PEERS as u64, "nobody else was dropped");
+    assert!(
+        bench.broker.health().await["peers_online"]
+            .as_u64()
+            .unwrap()
+            >= PEERS as u64,
+        "nobody else was dropped"
+    );
 }

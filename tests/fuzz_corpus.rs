@@ -10,13 +10,31 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let a = Identity::from_secrets([1; 32], [2; 32]);
     let b = Identity::from_secrets([3; 32], [4; 32]);
     let id = Id16([5; 16]);
-    let plain = seal::Plain { text: "seed".into(), sent_at_ms: 1 };
+    let plain = seal::Plain {
+        text: "seed".into(),
+        sent_at_ms: 1,
+    };
     let dm = seal::seal_dm_fixed(&a, &b.public(), &b.x_public(), &id, &plain, [7; 24]);
-    let grp = seal::seal_group_fixed(&[6; 32], &a.public(), &Target::Broadcast, &id, &plain, [8; 24]);
+    let grp = seal::seal_group_fixed(
+        &[6; 32],
+        &a.public(),
+        &Target::Broadcast,
+        &id,
+        &plain,
+        [8; 24],
+    );
     let h = make_hello(
         &a,
         &a.derive(b"m", "cli"),
-        &HelloParams { mesh_id: Key([9; 32]), name: "alice", session_id: "cli", hostname: "h", cwd: "/", push: true, status: Status::Idle },
+        &HelloParams {
+            mesh_id: Key([9; 32]),
+            name: "alice",
+            session_id: "cli",
+            hostname: "h",
+            cwd: "/",
+            push: true,
+            status: Status::Idle,
+        },
         1_764_374_400_000,
     );
     let send = ClientFrame::Send {
@@ -24,7 +42,16 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         msg_id: id,
         priority: Priority::Next,
         reply_to: None,
-        envelopes: vec![Envelope { to: Target::Peer(b.public()), sealed: dm.clone() }, Envelope { to: Target::Group("eng".into()), sealed: grp.clone() }],
+        envelopes: vec![
+            Envelope {
+                to: Target::Peer(b.public()),
+                sealed: dm.clone(),
+            },
+            Envelope {
+                to: Target::Group("eng".into()),
+                sealed: grp.clone(),
+            },
+        ],
     };
     let deliver = ServerFrame::Deliver(Delivery {
         msg_id: id,
@@ -44,9 +71,19 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         send,
         ClientFrame::Ack { ids: vec![id] },
         ClientFrame::Pull { id: 2, limit: 10 },
-        ClientFrame::SetStatus { id: 3, status: Status::Dnd },
-        ClientFrame::Resolve { id: 4, names: vec!["bob".into()] },
-        ClientFrame::JoinGroup { id: 5, group: "eng/web".into(), role: "lead".into() },
+        ClientFrame::SetStatus {
+            id: 3,
+            status: Status::Dnd,
+        },
+        ClientFrame::Resolve {
+            id: 4,
+            names: vec!["bob".into()],
+        },
+        ClientFrame::JoinGroup {
+            id: 5,
+            group: "eng/web".into(),
+            role: "lead".into(),
+        },
     ];
     let owner = Identity::from_secrets([10; 32], [11; 32]);
     let payload = invite::InvitePayload {
@@ -70,7 +107,10 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("frame_json", serde_json::to_vec(&deliver).unwrap()));
     out.push(("frame_binary", postcard::to_allocvec(&deliver).unwrap()));
     out.push(("invite", link.clone().into_bytes()));
-    out.push(("invite", link.split('#').next().unwrap().as_bytes().to_vec()));
+    out.push((
+        "invite",
+        link.split('#').next().unwrap().as_bytes().to_vec(),
+    ));
     out.push(("open_sealed", postcard::to_allocvec(&dm).unwrap()));
     out.push(("open_sealed", postcard::to_allocvec(&grp).unwrap()));
     out.push(("hello", postcard::to_allocvec(&h).unwrap()));
@@ -79,7 +119,12 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     out.push((
         "json_requests",
         serde_json::to_vec(&JoinRequest {
-            invite: link.split('#').next().unwrap().trim_start_matches("claudemesh://join/").into(),
+            invite: link
+                .split('#')
+                .next()
+                .unwrap()
+                .trim_start_matches("claudemesh://join/")
+                .into(),
             name: "bob".into(),
             member_pk: b.public(),
             member_xpk: b.x_public(),
@@ -108,7 +153,9 @@ fn fuzz_corpora_replay_without_panics() {
     for (name, f) in claudemesh::fuzzing::TARGETS {
         for sub in ["corpus", "artifacts"] {
             let dir = root.join(sub).join(name);
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in rd.flatten() {
                 let data = std::fs::read(e.path()).unwrap();
                 f(&data);
@@ -118,7 +165,11 @@ fn fuzz_corpora_replay_without_panics() {
         // Seeds are replayed even before any corpus is written.
     }
     for (target, bytes) in seeds() {
-        let f = claudemesh::fuzzing::TARGETS.iter().find(|(n, _)| *n == target).unwrap().1;
+        let f = claudemesh::fuzzing::TARGETS
+            .iter()
+            .find(|(n, _)| *n == target)
+            .unwrap()
+            .1;
         f(&bytes);
         // Truncations and bit flips of every seed, too.
         for cut in [0, 1, bytes.len() / 2, bytes.len().saturating_sub(1)] {
@@ -130,5 +181,8 @@ fn fuzz_corpora_replay_without_panics() {
             f(&m);
         }
     }
-    assert!(replayed >= claudemesh::fuzzing::TARGETS.len(), "corpora are checked in (found {replayed} files)");
+    assert!(
+        replayed >= claudemesh::fuzzing::TARGETS.len(),
+        "corpora are checked in (found {replayed} files)"
+    );
 }

@@ -17,7 +17,15 @@ fn hello_json(m: &Member, name: &str, session: &str) -> String {
     let h = make_hello(
         &m.mc.member(),
         &m.mc.peer(session),
-        &HelloParams { mesh_id: m.mc.mesh_id, name, session_id: session, hostname: "h", cwd: "/", push: true, status: Status::Idle },
+        &HelloParams {
+            mesh_id: m.mc.mesh_id,
+            name,
+            session_id: session,
+            hostname: "h",
+            cwd: "/",
+            push: true,
+            status: Status::Idle,
+        },
         now_ms(),
     );
     serde_json::to_string(&ClientFrame::Hello(h)).unwrap()
@@ -38,8 +46,12 @@ async fn wait_state(c: &Client, want: impl Fn(&ConnState) -> bool) -> ConnState 
 #[tokio::test]
 async fn a_slow_reader_is_dropped_others_are_unaffected_and_its_messages_stay_queued() {
     let mesh = Mesh::start_with(|c| c.write_timeout = Duration::from_millis(800)).await;
-    let (alice, bob, carol, dave) =
-        (mesh.member("alice").await, mesh.member("bob").await, mesh.member("carol").await, mesh.member("dave").await);
+    let (alice, bob, carol, dave) = (
+        mesh.member("alice").await,
+        mesh.member("bob").await,
+        mesh.member("carol").await,
+        mesh.member("dave").await,
+    );
     // bob says hello and then never reads.
     let mut ws = raw_ws(mesh.server().addr).await;
     send_text(&mut ws, hello_json(&bob, "bob", "cli")).await;
@@ -54,17 +66,32 @@ async fn a_slow_reader_is_dropped_others_are_unaffected_and_its_messages_stay_qu
         tasks.push(tokio::spawn(async move {
             for i in 0..100 {
                 let text = format!("{t}-{i}-{big}");
-                a.send_resolved(&[Dest::parse("bob")], &bob_peer, &text, Priority::Now, None).await.unwrap();
+                a.send_resolved(&[Dest::parse("bob")], &bob_peer, &text, Priority::Now, None)
+                    .await
+                    .unwrap();
             }
         }));
     }
     // Meanwhile carol and dave talk normally.
     for i in 0..20 {
         let start = Instant::now();
-        c.send(&[Dest::parse("dave")], &format!("hi {i}"), Priority::Now, None).await.unwrap();
-        let m = next_message(&d, T).await.expect("dave hears carol while bob stalls");
+        c.send(
+            &[Dest::parse("dave")],
+            &format!("hi {i}"),
+            Priority::Now,
+            None,
+        )
+        .await
+        .unwrap();
+        let m = next_message(&d, T)
+            .await
+            .expect("dave hears carol while bob stalls");
         d.ack(&[m.msg_id]);
-        assert!(start.elapsed() < Duration::from_secs(1), "delivery stayed fast: {:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "delivery stayed fast: {:?}",
+            start.elapsed()
+        );
     }
     for t in tasks {
         t.await.unwrap();
@@ -80,7 +107,9 @@ async fn a_slow_reader_is_dropped_others_are_unaffected_and_its_messages_stay_qu
     let b = bob.connect().await;
     let mut got = 0;
     while got < 400 {
-        let m = next_message(&b, WAIT).await.expect("queued messages arrive");
+        let m = next_message(&b, WAIT)
+            .await
+            .expect("queued messages arrive");
         b.ack(&[m.msg_id]);
         got += 1;
     }
@@ -94,21 +123,35 @@ async fn a_flood_beyond_the_rate_limit_disconnects_the_flooder_only() {
         c.flood_limit = 300;
     })
     .await;
-    let (eve, alice, bob) = (mesh.member("eve").await, mesh.member("alice").await, mesh.member("bob").await);
+    let (eve, alice, bob) = (
+        mesh.member("eve").await,
+        mesh.member("alice").await,
+        mesh.member("bob").await,
+    );
     let (a, b) = (alice.connect().await, bob.connect().await);
     let mut ws = raw_ws(mesh.server().addr).await;
     send_text(&mut ws, hello_json(&eve, "eve", "cli")).await;
     let flood = tokio::spawn(async move {
         for i in 0..5000 {
             use futures_util::SinkExt;
-            let f = if i % 2 == 0 { format!(r#"{{"ping":{{"id":{i}}}}}"#) } else { "{garbage".to_string() };
-            if ws.send(tokio_tungstenite::tungstenite::Message::Text(f.into())).await.is_err() {
+            let f = if i % 2 == 0 {
+                format!(r#"{{"ping":{{"id":{i}}}}}"#)
+            } else {
+                "{garbage".to_string()
+            };
+            if ws
+                .send(tokio_tungstenite::tungstenite::Message::Text(f.into()))
+                .await
+                .is_err()
+            {
                 return true; // disconnected
             }
         }
         closed_within(&mut ws, T).await
     });
-    a.send(&[Dest::parse("bob")], "unbothered", Priority::Now, None).await.unwrap();
+    a.send(&[Dest::parse("bob")], "unbothered", Priority::Now, None)
+        .await
+        .unwrap();
     assert_eq!(next_message(&b, T).await.unwrap().text, "unbothered");
     assert!(flood.await.unwrap(), "the flooder was disconnected");
     a.ping().await.unwrap();
@@ -119,22 +162,57 @@ async fn a_member_of_one_mesh_cannot_reach_another_meshs_peers_or_data() {
     let mesh = Mesh::start().await;
     let alice = mesh.member("alice").await;
     // A second mesh on the same broker, with its own member.
-    let other = enroll::create_mesh(&mesh.owner_home, &mesh.data_dir(), "other").await.unwrap();
-    let inv = enroll::make_invite(&mesh.data_dir(), &other, Role::Member, now_ms() + 60_000, None).await.unwrap();
-    let zed_home = Home { dir: mesh.tmp.path().join("zed") };
+    let other = enroll::create_mesh(&mesh.owner_home, &mesh.data_dir(), "other")
+        .await
+        .unwrap();
+    let inv = enroll::make_invite(
+        &mesh.data_dir(),
+        &other,
+        Role::Member,
+        now_ms() + 60_000,
+        None,
+    )
+    .await
+    .unwrap();
+    let zed_home = Home {
+        dir: mesh.tmp.path().join("zed"),
+    };
     let (zed_mc, _) = enroll::join(&zed_home, &inv, "zed").await.unwrap();
-    let zed = Member { home: zed_home, mc: zed_mc, name: "zed".into() };
+    let zed = Member {
+        home: zed_home,
+        mc: zed_mc,
+        name: "zed".into(),
+    };
     let z = zed.connect().await;
     z.join_group("eng", "member").await.unwrap();
     let zed_pk = z.peer_key();
 
     let a = alice.connect().await;
     // By name, by key, by group, by broadcast, by listing: nothing of mesh "other" is visible.
-    assert_eq!(a.resolve(&["zed".into()]).await.unwrap_err().code(), Some(ErrorCode::UnknownTarget));
-    assert_eq!(a.resolve(&[zed_pk.hex()]).await.unwrap_err().code(), Some(ErrorCode::UnknownTarget));
-    assert_eq!(a.send(&[Dest::parse("@eng")], "x", Priority::Now, None).await.unwrap_err().code(), Some(ErrorCode::UnknownTarget));
-    assert!(a.list_peers().await.unwrap().iter().all(|p| p.name != "zed"));
-    a.send(&[Dest::Broadcast], "team only", Priority::Now, None).await.unwrap();
+    assert_eq!(
+        a.resolve(&["zed".into()]).await.unwrap_err().code(),
+        Some(ErrorCode::UnknownTarget)
+    );
+    assert_eq!(
+        a.resolve(&[zed_pk.hex()]).await.unwrap_err().code(),
+        Some(ErrorCode::UnknownTarget)
+    );
+    assert_eq!(
+        a.send(&[Dest::parse("@eng")], "x", Priority::Now, None)
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::UnknownTarget)
+    );
+    assert!(a
+        .list_peers()
+        .await
+        .unwrap()
+        .iter()
+        .all(|p| p.name != "zed"));
+    a.send(&[Dest::Broadcast], "team only", Priority::Now, None)
+        .await
+        .unwrap();
     assert!(next_message(&z, Duration::from_millis(400)).await.is_none());
     // A hand-made DM envelope to zed's key is refused by the broker.
     let mut ws = raw_ws(mesh.server().addr).await;
@@ -153,12 +231,27 @@ async fn a_member_of_one_mesh_cannot_reach_another_meshs_peers_or_data() {
     let h = make_hello(
         &alice.mc.member(),
         &alice.mc.peer("x"),
-        &HelloParams { mesh_id: other.mesh_id, name: "alice", session_id: "x", hostname: "", cwd: "", push: true, status: Status::Idle },
+        &HelloParams {
+            mesh_id: other.mesh_id,
+            name: "alice",
+            session_id: "x",
+            hostname: "",
+            cwd: "",
+            push: true,
+            status: Status::Idle,
+        },
         now_ms(),
     );
     let mut ws2 = raw_ws(mesh.server().addr).await;
-    send_text(&mut ws2, serde_json::to_string(&ClientFrame::Hello(h)).unwrap()).await;
-    assert_eq!(recv_json(&mut ws2, T).await.unwrap()["error"]["code"], "not_member");
+    send_text(
+        &mut ws2,
+        serde_json::to_string(&ClientFrame::Hello(h)).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        recv_json(&mut ws2, T).await.unwrap()["error"]["code"],
+        "not_member"
+    );
 }
 
 #[tokio::test]
@@ -167,33 +260,78 @@ async fn a_removed_member_is_disconnected_and_cannot_reconnect_or_rejoin() {
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     let a = alice.connect().await;
     let b = bob.connect().await;
-    let r = admin::call(&mesh.data_dir(), &AdminRequest::MemberRemove { mesh: "team".into(), name: "alice".into() }).await.unwrap();
+    let r = admin::call(
+        &mesh.data_dir(),
+        &AdminRequest::MemberRemove {
+            mesh: "team".into(),
+            name: "alice".into(),
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(r["disconnected"], 1);
     let s = wait_state(&a, |s| matches!(s, ConnState::Failed(_))).await;
-    let ConnState::Failed(e) = s else { unreachable!() };
+    let ConnState::Failed(e) = s else {
+        unreachable!()
+    };
     assert_eq!(e.code(), Some(ErrorCode::NotMember));
     // A fresh connection is refused; so is joining again with the same keys.
     let e = Client::connect(alice.opts(), WAIT).await.err().unwrap();
     assert_eq!(e.code(), Some(ErrorCode::NotMember));
-    let e = enroll::join(&alice.home, &mesh.invite, "alice").await.unwrap_err().to_string();
+    let e = enroll::join(&alice.home, &mesh.invite, "alice")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("removed"), "{e}");
     // The others carry on; the removed member is not a target any more... but its name stays taken.
     b.ping().await.unwrap();
-    let e = enroll::join(&Home { dir: mesh.tmp.path().join("imposter") }, &mesh.invite, "alice").await.unwrap_err().to_string();
+    let e = enroll::join(
+        &Home {
+            dir: mesh.tmp.path().join("imposter"),
+        },
+        &mesh.invite,
+        "alice",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("already used"), "{e}");
     // Removing twice or a stranger is a clear error.
-    let e = admin::call(&mesh.data_dir(), &AdminRequest::MemberRemove { mesh: "team".into(), name: "nobody".into() }).await.unwrap_err();
+    let e = admin::call(
+        &mesh.data_dir(),
+        &AdminRequest::MemberRemove {
+            mesh: "team".into(),
+            name: "nobody".into(),
+        },
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("no member named 'nobody'"));
 }
 
 #[tokio::test]
 async fn path_and_control_characters_in_names_are_refused_everywhere() {
     let mesh = Mesh::start().await;
-    let bad = ["../../etc/passwd", "a/b", "a\nb", "a b", ".hidden", "-rf", "x\u{1b}[31m", "", &"n".repeat(65)];
+    let bad = [
+        "../../etc/passwd",
+        "a/b",
+        "a\nb",
+        "a b",
+        ".hidden",
+        "-rf",
+        "x\u{1b}[31m",
+        "",
+        &"n".repeat(65),
+    ];
     // At join (HTTP).
     for (i, n) in bad.iter().enumerate() {
-        let home = Home { dir: mesh.tmp.path().join(format!("j{i}")) };
-        assert!(enroll::join(&home, &mesh.invite, n).await.is_err(), "join accepted {n:?}");
+        let home = Home {
+            dir: mesh.tmp.path().join(format!("j{i}")),
+        };
+        assert!(
+            enroll::join(&home, &mesh.invite, n).await.is_err(),
+            "join accepted {n:?}"
+        );
     }
     // At hello.
     let bob = mesh.member("bob").await;
@@ -201,17 +339,28 @@ async fn path_and_control_characters_in_names_are_refused_everywhere() {
         let mut ws = raw_ws(mesh.server().addr).await;
         send_text(&mut ws, hello_json(&bob, n, "s")).await;
         let v = recv_json(&mut ws, T).await.unwrap();
-        assert_eq!(v["error"]["code"], "bad_request", "hello accepted {n:?}: {v}");
+        assert_eq!(
+            v["error"]["code"], "bad_request",
+            "hello accepted {n:?}: {v}"
+        );
     }
     // Groups.
     let b = bob.connect().await;
     for g in ["../x", "a//b", "/root", "a b", "x\n"] {
-        assert_eq!(b.join_group(g, "member").await.unwrap_err().code(), Some(ErrorCode::BadRequest), "group {g:?}");
+        assert_eq!(
+            b.join_group(g, "member").await.unwrap_err().code(),
+            Some(ErrorCode::BadRequest),
+            "group {g:?}"
+        );
     }
     // Mesh names over the admin socket.
     let e = admin::call(
         &mesh.data_dir(),
-        &AdminRequest::MeshCreate { name: "../evil".into(), mesh_id: claudemesh::proto::Key([1; 32]), owner_pk: claudemesh::proto::Key([2; 32]) },
+        &AdminRequest::MeshCreate {
+            name: "../evil".into(),
+            mesh_id: claudemesh::proto::Key([1; 32]),
+            owner_pk: claudemesh::proto::Key([2; 32]),
+        },
     )
     .await
     .unwrap_err();
@@ -226,16 +375,41 @@ async fn disk_write_failures_give_clear_errors_lose_nothing_acknowledged_and_rec
     let mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     let a = alice.connect().await;
-    let r1 = a.send(&[Dest::parse("bob")], "before the failure", Priority::Low, None).await.unwrap();
+    let r1 = a
+        .send(
+            &[Dest::parse("bob")],
+            "before the failure",
+            Priority::Low,
+            None,
+        )
+        .await
+        .unwrap();
     mesh.server().hub.store().fail_writes(true);
-    let e = a.send(&[Dest::parse("bob")], "during the failure", Priority::Low, None).await.unwrap_err();
+    let e = a
+        .send(
+            &[Dest::parse("bob")],
+            "during the failure",
+            Priority::Low,
+            None,
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Storage), "{e}");
     assert!(e.to_string().contains("could not store"), "{e}");
     a.ping().await.unwrap(); // still serving
     mesh.server().hub.store().fail_writes(false);
-    let r3 = a.send(&[Dest::parse("bob")], "after recovery", Priority::Low, None).await.unwrap();
+    let r3 = a
+        .send(&[Dest::parse("bob")], "after recovery", Priority::Low, None)
+        .await
+        .unwrap();
     let b = bob.connect().await;
-    let texts: Vec<String> = b.pull().await.unwrap().into_iter().map(|m| m.text).collect();
+    let texts: Vec<String> = b
+        .pull()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
     assert_eq!(texts, vec!["before the failure", "after recovery"]);
     assert_ne!(r1.msg_id, r3.msg_id);
 }

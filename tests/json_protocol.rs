@@ -17,13 +17,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 fn b64d(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
 }
 fn b64e(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 fn rand<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
@@ -71,19 +76,27 @@ fn dm_key(dh: [u8; 32], a: &[u8; 32], b: &[u8; 32]) -> XChaCha20Poly1305 {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     let salt = [&lo[..], &hi[..]].concat();
     let mut k = [0u8; 32];
-    Hkdf::<Sha256>::new(Some(&salt), &dh).expand(b"claudemesh/dm/v1", &mut k).unwrap();
+    Hkdf::<Sha256>::new(Some(&salt), &dh)
+        .expand(b"claudemesh/dm/v1", &mut k)
+        .unwrap();
     XChaCha20Poly1305::new(&k.into())
 }
 
 fn group_key(mesh_key: &[u8; 32]) -> XChaCha20Poly1305 {
     let mut k = [0u8; 32];
-    Hkdf::<Sha256>::new(None, mesh_key).expand(b"claudemesh/group/v1", &mut k).unwrap();
+    Hkdf::<Sha256>::new(None, mesh_key)
+        .expand(b"claudemesh/group/v1", &mut k)
+        .unwrap();
     XChaCha20Poly1305::new(&k.into())
 }
 
 async fn next_frame(ws: &mut common::RawWs, kind: &str) -> Value {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         if let Message::Text(t) = m {
             let v: Value = serde_json::from_str(t.as_str()).unwrap();
             if v.get(kind).is_some() {
@@ -111,7 +124,11 @@ async fn a_client_built_from_the_protocol_doc_joins_sends_and_receives() {
     h.update(b"claudemesh/mesh-key-commit/v1\0");
     h.update(32u64.to_be_bytes());
     h.update(mesh_key);
-    assert_eq!(hex::encode(h.finalize()), payload["key_commit"], "key commitment as documented");
+    assert_eq!(
+        hex::encode(h.finalize()),
+        payload["key_commit"],
+        "key commitment as documented"
+    );
     let mesh_id = unhex32(payload["mesh_id"].as_str().unwrap());
     let invite_id = hex::decode(payload["invite_id"].as_str().unwrap()).unwrap();
 
@@ -120,17 +137,36 @@ async fn a_client_built_from_the_protocol_doc_joins_sends_and_receives() {
     let member_x = x25519_dalek::StaticSecret::from(rand::<32>());
     let peer = SigningKey::from_bytes(&rand());
     let peer_x = x25519_dalek::StaticSecret::from(rand::<32>());
-    let (member_pk, peer_pk) = (member.verifying_key().to_bytes(), peer.verifying_key().to_bytes());
+    let (member_pk, peer_pk) = (
+        member.verifying_key().to_bytes(),
+        peer.verifying_key().to_bytes(),
+    );
     let member_xpk = x25519_dalek::PublicKey::from(&member_x).to_bytes();
     let peer_xpk = x25519_dalek::PublicKey::from(&peer_x).to_bytes();
-    let cert = member.sign(&[&b"claudemesh/peer-cert/v1\0"[..], &mesh_id, &peer_pk, &peer_xpk].concat());
+    let cert = member.sign(
+        &[
+            &b"claudemesh/peer-cert/v1\0"[..],
+            &mesh_id,
+            &peer_pk,
+            &peer_xpk,
+        ]
+        .concat(),
+    );
 
     // --- POST /join (section 3).
     let ts = now();
     let name = "polyglot";
     let join_sig = member.sign(
-        &[&b"claudemesh/join/v1\0"[..], &invite_id, &member_pk, &member_xpk, &peer_pk, &ts.to_be_bytes(), name.as_bytes()]
-            .concat(),
+        &[
+            &b"claudemesh/join/v1\0"[..],
+            &invite_id,
+            &member_pk,
+            &member_xpk,
+            &peer_pk,
+            &ts.to_be_bytes(),
+            name.as_bytes(),
+        ]
+        .concat(),
     );
     let (status, reply) = http_post(
         addr,
@@ -144,7 +180,9 @@ async fn a_client_built_from_the_protocol_doc_joins_sends_and_receives() {
     assert_eq!(reply["name"], name);
 
     // --- Hello (section 4.1).
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
     let ts = now();
     let nonce: [u8; 16] = rand();
     let (session, v) = ("s1", 1u32);
@@ -163,36 +201,68 @@ async fn a_client_built_from_the_protocol_doc_joins_sends_and_receives() {
         "peer_pk": hex::encode(peer_pk), "peer_xpk": hex::encode(peer_xpk), "cert": hex::encode(cert.to_bytes()),
         "name": name, "session_id": session, "hostname": "elsewhere", "cwd": "/", "push": true, "status": "idle",
         "ts_ms": ts, "nonce": hex::encode(nonce), "sig": hex::encode(peer.sign(&signed_hello).to_bytes())}});
-    ws.send(Message::Text(hello.to_string().into())).await.unwrap();
+    ws.send(Message::Text(hello.to_string().into()))
+        .await
+        .unwrap();
     let ack = next_frame(&mut ws, "hello_ack").await;
     assert_eq!(ack["name"], name);
 
     // --- Resolve bob and send him a DM (sections 4.2, 5).
-    ws.send(Message::Text(json!({"resolve": {"id": 1, "names": ["bob"]}}).to_string().into())).await.unwrap();
+    ws.send(Message::Text(
+        json!({"resolve": {"id": 1, "names": ["bob"]}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     let peers = next_frame(&mut ws, "peers").await;
     let bob_pk = unhex32(peers["peers"][0]["peer_pk"].as_str().unwrap());
     let bob_xpk = unhex32(peers["peers"][0]["peer_xpk"].as_str().unwrap());
     let msg_id: [u8; 16] = rand();
-    let cipher = dm_key(peer_x.diffie_hellman(&bob_xpk.into()).to_bytes(), &peer_xpk, &bob_xpk);
+    let cipher = dm_key(
+        peer_x.diffie_hellman(&bob_xpk.into()).to_bytes(),
+        &peer_xpk,
+        &bob_xpk,
+    );
     let target = json!({"peer": hex::encode(bob_pk)});
     let nonce: [u8; 24] = rand();
     let plain = json!({"text": "hello from another language", "sent_at_ms": now()}).to_string();
     let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain.as_bytes(), aad: &aad(&msg_id, &peer_pk, &target) })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plain.as_bytes(),
+                aad: &aad(&msg_id, &peer_pk, &target),
+            },
+        )
         .unwrap();
     let send = json!({"send": {"id": 2, "msg_id": hex::encode(msg_id), "priority": "now", "reply_to": null,
         "envelopes": [{"to": target, "sealed": {"nonce": b64e(&nonce), "ct": b64e(&ct)}}]}});
-    ws.send(Message::Text(send.to_string().into())).await.unwrap();
+    ws.send(Message::Text(send.to_string().into()))
+        .await
+        .unwrap();
     let accepted = next_frame(&mut ws, "accepted").await;
-    assert_eq!((accepted["id"].as_u64(), accepted["recipients"].as_u64()), (Some(2), Some(1)));
-    let got = common::next_message(&b, common::WAIT).await.expect("the project client opens it");
-    assert_eq!((got.text.as_str(), got.from.as_str()), ("hello from another language", name));
+    assert_eq!(
+        (accepted["id"].as_u64(), accepted["recipients"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let got = common::next_message(&b, common::WAIT)
+        .await
+        .expect("the project client opens it");
+    assert_eq!(
+        (got.text.as_str(), got.from.as_str()),
+        ("hello from another language", name)
+    );
 
     // --- bob replies with a DM and a broadcast; open both by hand (sections 4.3, 5).
     use claudemesh::client::Dest;
     use claudemesh::proto::Priority;
-    b.send(&[Dest::parse(name)], "reply in a DM", Priority::Now, None).await.unwrap();
-    b.send(&[Dest::Broadcast], "reply to everyone", Priority::Now, None).await.unwrap();
+    b.send(&[Dest::parse(name)], "reply in a DM", Priority::Now, None)
+        .await
+        .unwrap();
+    b.send(&[Dest::Broadcast], "reply to everyone", Priority::Now, None)
+        .await
+        .unwrap();
     let mut texts = Vec::new();
     for _ in 0..2 {
         let d = next_frame(&mut ws, "deliver").await;
@@ -201,26 +271,41 @@ async fn a_client_built_from_the_protocol_doc_joins_sends_and_receives() {
         let s = &d["sealed"];
         let cipher = if d["target"].get("peer").is_some() {
             let from_x = unhex32(d["from_xpk"].as_str().unwrap());
-            dm_key(peer_x.diffie_hellman(&from_x.into()).to_bytes(), &peer_xpk, &from_x)
+            dm_key(
+                peer_x.diffie_hellman(&from_x.into()).to_bytes(),
+                &peer_xpk,
+                &from_x,
+            )
         } else {
             group_key(&mesh_key)
         };
         let pt = cipher
             .decrypt(
                 XNonce::from_slice(&b64d(s["nonce"].as_str().unwrap())),
-                Payload { msg: &b64d(s["ct"].as_str().unwrap()), aad: &aad(&msg_id, &from, &d["target"]) },
+                Payload {
+                    msg: &b64d(s["ct"].as_str().unwrap()),
+                    aad: &aad(&msg_id, &from, &d["target"]),
+                },
             )
             .expect("opens with the documented construction");
         let plain: Value = serde_json::from_slice(&pt).unwrap();
         texts.push(plain["text"].as_str().unwrap().to_string());
         assert_eq!(d["from_name"], "bob");
-        ws.send(Message::Text(json!({"ack": {"ids": [d["msg_id"]]}}).to_string().into())).await.unwrap();
+        ws.send(Message::Text(
+            json!({"ack": {"ids": [d["msg_id"]]}}).to_string().into(),
+        ))
+        .await
+        .unwrap();
     }
     texts.sort();
     assert_eq!(texts, vec!["reply in a DM", "reply to everyone"]);
 
     // Acked: a pull returns nothing.
-    ws.send(Message::Text(json!({"pull": {"id": 3, "limit": 10}}).to_string().into())).await.unwrap();
+    ws.send(Message::Text(
+        json!({"pull": {"id": 3, "limit": 10}}).to_string().into(),
+    ))
+    .await
+    .unwrap();
     let msgs = next_frame(&mut ws, "messages").await;
     assert_eq!(msgs["messages"].as_array().unwrap().len(), 0);
 }

@@ -26,8 +26,16 @@ fn stub(dir: &std::path::Path, code: i32) -> std::path::PathBuf {
 
 fn record(dir: &std::path::Path) -> (Vec<String>, Vec<String>) {
     let t = std::fs::read_to_string(dir.join("record.txt")).unwrap();
-    let args = t.lines().filter_map(|l| l.strip_prefix("ARG ")).map(str::to_string).collect();
-    let env = t.lines().filter_map(|l| l.strip_prefix("ENV ")).map(str::to_string).collect();
+    let args = t
+        .lines()
+        .filter_map(|l| l.strip_prefix("ARG "))
+        .map(str::to_string)
+        .collect();
+    let env = t
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .map(str::to_string)
+        .collect();
     (args, env)
 }
 
@@ -40,7 +48,19 @@ async fn launch_runs_claude_with_session_server_channel_and_env_and_passes_the_e
     let invite = mesh.invite.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
-            .args(["launch", "--join", &invite, "--name", "sam", "--groups", "eng,web:lead", "-y", "--", "--model", "opus"])
+            .args([
+                "launch",
+                "--join",
+                &invite,
+                "--name",
+                "sam",
+                "--groups",
+                "eng,web:lead",
+                "-y",
+                "--",
+                "--model",
+                "opus",
+            ])
             .env("CLAUDEMESH_HOME", &home)
             .env("CLAUDEMESH_CLAUDE_BIN", &claude)
             .output()
@@ -48,14 +68,25 @@ async fn launch_runs_claude_with_session_server_channel_and_env_and_passes_the_e
     })
     .await
     .unwrap();
-    assert_eq!(out.status.code(), Some(7), "claude's exit code is passed through: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "claude's exit code is passed through: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (args, env) = record(dir.path());
-    let sid = &args[args.iter().position(|a| a == "--session-id").expect("--session-id") + 1];
+    let sid = &args[args
+        .iter()
+        .position(|a| a == "--session-id")
+        .expect("--session-id")
+        + 1];
     assert!(claudemesh::mcp::session::valid_session_id(sid));
     let cfg = &args[args.iter().position(|a| a == "--mcp-config").unwrap() + 1];
     let v: serde_json::Value = serde_json::from_str(cfg).unwrap();
     assert_eq!(v["mcpServers"]["claudemesh"]["args"][0], "mcp");
-    assert!(args.windows(2).any(|w| w[0] == "--dangerously-load-development-channels" && w[1] == "server:claudemesh"));
+    assert!(args
+        .windows(2)
+        .any(|w| w[0] == "--dangerously-load-development-channels" && w[1] == "server:claudemesh"));
     assert!(args.contains(&"--dangerously-skip-permissions".to_string()));
     assert!(args.ends_with(&["--model".to_string(), "opus".to_string()]));
     for want in [
@@ -70,7 +101,11 @@ async fn launch_runs_claude_with_session_server_channel_and_env_and_passes_the_e
         assert!(env.contains(&want), "missing {want} in {env:?}");
     }
     // --join enrolled the member first.
-    let cfg = claudemesh::client::Home { dir: mesh.tmp.path().join("home-launch") }.load().unwrap();
+    let cfg = claudemesh::client::Home {
+        dir: mesh.tmp.path().join("home-launch"),
+    }
+    .load()
+    .unwrap();
     assert_eq!(cfg.meshes[0].name, "sam");
 }
 
@@ -92,10 +127,16 @@ async fn launch_resume_keeps_the_session_id_so_the_peer_identity_stays() {
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (args, env) = record(dir.path());
     assert_eq!(&args[..2], &["--resume".to_string(), sid.to_string()]);
-    assert!(!args.iter().any(|a| a == "--session-id" || a.contains("development-channels")));
+    assert!(!args
+        .iter()
+        .any(|a| a == "--session-id" || a.contains("development-channels")));
     assert!(env.contains(&format!("CLAUDEMESH_SESSION_ID={sid}")));
     // The same session id derives the same peer keys (identity, groups and queue stay).
     assert_eq!(bob.mc.peer(sid).public(), bob.mc.peer(sid).public());

@@ -25,13 +25,19 @@ async fn wait_offline(observer: &Client, key: claudemesh::proto::Key) {
         if !p[0].online {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "peer never went offline");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "peer never went offline"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 fn names(peers: &[claudemesh::proto::PeerInfo]) -> Vec<String> {
-    let mut v: Vec<String> = peers.iter().map(|p| format!("{}:{}", p.name, if p.online { "on" } else { "off" })).collect();
+    let mut v: Vec<String> = peers
+        .iter()
+        .map(|p| format!("{}:{}", p.name, if p.online { "on" } else { "off" }))
+        .collect();
     v.sort();
     v
 }
@@ -50,12 +56,19 @@ async fn a_profile_is_shown_to_others_and_survives_a_broker_restart() {
     a.set_profile(&profile).await.unwrap();
     let b = bob.connect().await;
     let peers = b.list_peers().await.unwrap();
-    assert_eq!(peers.iter().find(|p| p.name == "alice").unwrap().profile, profile);
+    assert_eq!(
+        peers.iter().find(|p| p.name == "alice").unwrap().profile,
+        profile
+    );
     drop((a, b));
     mesh.restart().await;
     let b = bob.connect().await;
     let peers = b.list_peers().await.unwrap();
-    assert_eq!(peers.iter().find(|p| p.name == "alice").unwrap().profile, profile, "kept across a restart");
+    assert_eq!(
+        peers.iter().find(|p| p.name == "alice").unwrap().profile,
+        profile,
+        "kept across a restart"
+    );
 }
 
 #[tokio::test]
@@ -63,12 +76,24 @@ async fn a_bad_profile_is_refused_and_the_old_one_stays() {
     let mesh = Mesh::start().await;
     let alice = mesh.member("alice").await;
     let a = alice.connect().await;
-    let good = Profile { title: "lead".into(), ..Default::default() };
+    let good = Profile {
+        title: "lead".into(),
+        ..Default::default()
+    };
     a.set_profile(&good).await.unwrap();
     for bad in [
-        Profile { title: "x".repeat(500), ..Default::default() },
-        Profile { avatar: "a\u{7}b".into(), ..Default::default() },
-        Profile { capabilities: vec!["c".into(); 100], ..Default::default() },
+        Profile {
+            title: "x".repeat(500),
+            ..Default::default()
+        },
+        Profile {
+            avatar: "a\u{7}b".into(),
+            ..Default::default()
+        },
+        Profile {
+            capabilities: vec!["c".into(); 100],
+            ..Default::default()
+        },
     ] {
         let e = a.set_profile(&bad).await.unwrap_err().to_string();
         assert!(e.contains("profile") || e.contains("capabilities"), "{e}");
@@ -80,21 +105,49 @@ async fn a_bad_profile_is_refused_and_the_old_one_stays() {
 #[tokio::test]
 async fn a_hidden_peer_is_left_out_of_lists_and_broadcasts_but_still_gets_dms() {
     let mesh = Mesh::start().await;
-    let (alice, bob, carol) = (mesh.member("alice").await, mesh.member("bob").await, mesh.member("carol").await);
-    let (a, b, c) = (alice.connect().await, bob.connect().await, carol.connect().await);
+    let (alice, bob, carol) = (
+        mesh.member("alice").await,
+        mesh.member("bob").await,
+        mesh.member("carol").await,
+    );
+    let (a, b, c) = (
+        alice.connect().await,
+        bob.connect().await,
+        carol.connect().await,
+    );
     c.set_visible(false).await.unwrap();
     let seen_by_b = b.list_peers().await.unwrap();
-    assert!(!seen_by_b.iter().any(|p| p.name == "carol"), "{:?}", names(&seen_by_b));
+    assert!(
+        !seen_by_b.iter().any(|p| p.name == "carol"),
+        "{:?}",
+        names(&seen_by_b)
+    );
     let seen_by_c = c.list_peers().await.unwrap();
-    assert!(seen_by_c.iter().any(|p| p.name == "carol" && !p.visible), "a hidden peer still sees itself");
-    let r = a.send(&[Dest::Broadcast], "all hands", Priority::Now, None).await.unwrap();
+    assert!(
+        seen_by_c.iter().any(|p| p.name == "carol" && !p.visible),
+        "a hidden peer still sees itself"
+    );
+    let r = a
+        .send(&[Dest::Broadcast], "all hands", Priority::Now, None)
+        .await
+        .unwrap();
     assert_eq!(r.recipients, 1, "the broadcast skips the hidden peer");
     assert_eq!(next_message(&b, WAIT).await.unwrap().text, "all hands");
-    a.send(&[Dest::parse("carol")], "just you", Priority::Now, None).await.unwrap();
+    a.send(&[Dest::parse("carol")], "just you", Priority::Now, None)
+        .await
+        .unwrap();
     let m = next_message(&c, WAIT).await.unwrap();
-    assert_eq!(m.text, "just you", "DMs still reach a hidden peer (the broadcast did not)");
+    assert_eq!(
+        m.text, "just you",
+        "DMs still reach a hidden peer (the broadcast did not)"
+    );
     c.set_visible(true).await.unwrap();
-    assert!(b.list_peers().await.unwrap().iter().any(|p| p.name == "carol"));
+    assert!(b
+        .list_peers()
+        .await
+        .unwrap()
+        .iter()
+        .any(|p| p.name == "carol"));
 }
 
 #[tokio::test]
@@ -105,9 +158,20 @@ async fn unread_counts_what_waits_by_priority_including_messages_held_back_while
     let b = session(&bob, "s-unread", "bob", true).await;
     b.set_status(Status::Working).await.unwrap();
     assert_eq!(b.unread().await.unwrap(), (0, 0, 0));
-    a.send(&[Dest::parse("bob")], "when you are free", Priority::Next, None).await.unwrap();
-    a.send(&[Dest::parse("bob")], "fyi", Priority::Low, None).await.unwrap();
-    a.send(&[Dest::parse("bob")], "build is red", Priority::Now, None).await.unwrap();
+    a.send(
+        &[Dest::parse("bob")],
+        "when you are free",
+        Priority::Next,
+        None,
+    )
+    .await
+    .unwrap();
+    a.send(&[Dest::parse("bob")], "fyi", Priority::Low, None)
+        .await
+        .unwrap();
+    a.send(&[Dest::parse("bob")], "build is red", Priority::Now, None)
+        .await
+        .unwrap();
     let now = next_message(&b, WAIT).await.unwrap();
     assert_eq!(now.text, "build is red");
     // The `now` one was pushed but not acked yet: still unread.
@@ -122,7 +186,11 @@ async fn unread_counts_what_waits_by_priority_including_messages_held_back_while
 #[tokio::test]
 async fn message_status_goes_from_queued_to_delivered_to_read_per_recipient() {
     let mesh = Mesh::start().await;
-    let (alice, bob, carol) = (mesh.member("alice").await, mesh.member("bob").await, mesh.member("carol").await);
+    let (alice, bob, carol) = (
+        mesh.member("alice").await,
+        mesh.member("bob").await,
+        mesh.member("carol").await,
+    );
     let a = alice.connect().await;
     let b = bob.connect().await;
     b.join_group("eng", "member").await.unwrap();
@@ -131,9 +199,14 @@ async fn message_status_goes_from_queued_to_delivered_to_read_per_recipient() {
     let carol_key = c.peer_key();
     c.close().await; // carol is offline: her copy waits
     wait_offline(&a, carol_key).await;
-    let r = a.send(&[Dest::parse("@eng")], "review please", Priority::Now, None).await.unwrap();
+    let r = a
+        .send(&[Dest::parse("@eng")], "review please", Priority::Now, None)
+        .await
+        .unwrap();
     let m = next_message(&b, WAIT).await.unwrap();
-    let state = |st: &[claudemesh::proto::RecipientStatus], who: &str| st.iter().find(|x| x.name == who).map(|x| x.state);
+    let state = |st: &[claudemesh::proto::RecipientStatus], who: &str| {
+        st.iter().find(|x| x.name == who).map(|x| x.state)
+    };
     let (st, unnamed) = a.message_status(r.msg_id).await.unwrap();
     assert_eq!(unnamed, 0);
     assert_eq!(state(&st, "bob"), Some(DeliveryState::Delivered));
@@ -156,14 +229,26 @@ async fn message_status_goes_from_queued_to_delivered_to_read_per_recipient() {
 #[tokio::test]
 async fn message_status_after_a_restart_counts_read_recipients_it_no_longer_names() {
     let mut mesh = Mesh::start().await;
-    let (alice, bob, carol) = (mesh.member("alice").await, mesh.member("bob").await, mesh.member("carol").await);
+    let (alice, bob, carol) = (
+        mesh.member("alice").await,
+        mesh.member("bob").await,
+        mesh.member("carol").await,
+    );
     let a = alice.connect().await;
     let b = bob.connect().await;
     let c = carol.connect().await;
     let carol_key = c.peer_key();
     c.close().await;
     wait_offline(&a, carol_key).await;
-    let r = a.send(&[Dest::parse("bob"), Dest::parse("carol")], "two copies", Priority::Now, None).await.unwrap();
+    let r = a
+        .send(
+            &[Dest::parse("bob"), Dest::parse("carol")],
+            "two copies",
+            Priority::Now,
+            None,
+        )
+        .await
+        .unwrap();
     let m = next_message(&b, WAIT).await.unwrap();
     b.ack(&[m.msg_id]);
     b.ping().await.unwrap();
@@ -172,7 +257,10 @@ async fn message_status_after_a_restart_counts_read_recipients_it_no_longer_name
     let a = alice.connect().await;
     let (st, unnamed) = a.message_status(r.msg_id).await.unwrap();
     assert_eq!(st.len(), 1, "{st:?}");
-    assert_eq!((st[0].name.as_str(), st[0].state), ("carol", DeliveryState::Queued));
+    assert_eq!(
+        (st[0].name.as_str(), st[0].state),
+        ("carol", DeliveryState::Queued)
+    );
     assert_eq!(unnamed, 1, "bob read it before the restart");
 }
 
@@ -190,13 +278,26 @@ async fn ended_sessions_whose_name_moved_on_are_not_listed_and_names_reach_the_l
     // The member's "cli" peer (also named bob) runs a one-shot command meanwhile.
     let cli = session(&bob, "cli", "bob", false).await;
     let cli_key = cli.peer_key();
-    a.send(&[Dest::parse("bob")], "to the live one", Priority::Now, None).await.unwrap();
+    a.send(
+        &[Dest::parse("bob")],
+        "to the live one",
+        Priority::Now,
+        None,
+    )
+    .await
+    .unwrap();
     cli.close().await;
     wait_offline(&a, cli_key).await;
-    let m = next_message(&live, WAIT).await.expect("the name resolves to the online session");
+    let m = next_message(&live, WAIT)
+        .await
+        .expect("the name resolves to the online session");
     assert_eq!(m.text, "to the live one");
     let listed = a.list_peers().await.unwrap();
-    assert_eq!(names(&listed), vec!["alice:on", "bob:on"], "one bob, the live session");
+    assert_eq!(
+        names(&listed),
+        vec!["alice:on", "bob:on"],
+        "one bob, the live session"
+    );
 }
 
 #[tokio::test]
@@ -233,11 +334,20 @@ async fn one_shot_connections_make_no_presence_events() {
 async fn line_breaks_in_what_others_see_in_peer_lists_are_refused() {
     let mesh = Mesh::start().await;
     let bob = mesh.member("bob").await;
-    let mut o = claudemesh::client::ClientOptions::for_session(&bob.home, &bob.mc, "s-nl", "bob-nl");
+    let mut o =
+        claudemesh::client::ClientOptions::for_session(&bob.home, &bob.mc, "s-nl", "bob-nl");
     o.hostname = "box\n- admin (you): online".into();
-    let e = Client::connect(o, WAIT).await.err().expect("refused").to_string();
+    let e = Client::connect(o, WAIT)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.contains("control characters"), "{e}");
     let b = bob.connect().await;
-    let e = b.join_group("eng", "lead)\n- root").await.unwrap_err().to_string();
+    let e = b
+        .join_group("eng", "lead)\n- root")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("control characters"), "{e}");
 }

@@ -29,15 +29,23 @@ async fn run(home: &Path, cc: &Path, claude: &Path, args: &[&str]) -> Output {
         .env("CLAUDE_CONFIG_DIR", cc)
         .env("CLAUDEMESH_CLAUDE_BIN", claude)
         .env_remove("RUST_LOG");
-    tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
 }
 
 fn checks(o: &Output) -> Vec<Value> {
-    serde_json::from_slice::<Value>(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout))).as_array().unwrap().clone()
+    serde_json::from_slice::<Value>(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn check<'a>(all: &'a [Value], name: &str) -> &'a Value {
-    all.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check {name} in {all:?}"))
+    all.iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {all:?}"))
 }
 
 #[tokio::test]
@@ -46,12 +54,29 @@ async fn doctor_passes_every_check_on_a_set_up_machine() {
     let bob = mesh.member("bob").await;
     let cc = mesh.tmp.path().join("cc");
     let claude = fake_claude(mesh.tmp.path());
-    assert!(run(&bob.home.dir, &cc, &claude, &["install"]).await.status.success());
+    assert!(run(&bob.home.dir, &cc, &claude, &["install"])
+        .await
+        .status
+        .success());
     let o = run(&bob.home.dir, &cc, &claude, &["doctor"]).await;
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
-    for name in ["claude: 9.9.9", "mcp entry", "hooks", "permissions", "keys: 1 mesh(es): team as bob", "broker team"] {
-        assert!(text.lines().any(|l| l.starts_with(&format!("✓ {name}"))), "missing ✓ {name} in:\n{text}");
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for name in [
+        "claude: 9.9.9",
+        "mcp entry",
+        "hooks",
+        "permissions",
+        "keys: 1 mesh(es): team as bob",
+        "broker team",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("✓ {name}"))),
+            "missing ✓ {name} in:\n{text}"
+        );
     }
     assert!(text.ends_with("all checks passed\n"), "{text}");
 }
@@ -62,9 +87,19 @@ async fn doctor_names_each_problem_with_its_fix_and_fails() {
     let bob = mesh.member("bob").await;
     let cc = mesh.tmp.path().join("cc");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(bob.home.config_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        bob.home.config_path(),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     mesh.stop().await;
-    let o = run(&bob.home.dir, &cc, &mesh.tmp.path().join("no-claude"), &["doctor", "--json"]).await;
+    let o = run(
+        &bob.home.dir,
+        &cc,
+        &mesh.tmp.path().join("no-claude"),
+        &["doctor", "--json"],
+    )
+    .await;
     assert_eq!(o.status.code(), Some(1));
     let all = checks(&o);
     for (name, fix) in [
@@ -83,9 +118,18 @@ async fn doctor_names_each_problem_with_its_fix_and_fails() {
     // A corrupt Claude config is reported, not a crash.
     std::fs::create_dir_all(&cc).unwrap();
     std::fs::write(cc.join(".claude.json"), "{not json").unwrap();
-    let o = run(&bob.home.dir, &cc, &mesh.tmp.path().join("no-claude"), &["doctor", "--json"]).await;
+    let o = run(
+        &bob.home.dir,
+        &cc,
+        &mesh.tmp.path().join("no-claude"),
+        &["doctor", "--json"],
+    )
+    .await;
     let all = checks(&o);
-    assert!(check(&all, "claude config")["detail"].as_str().unwrap().contains("not valid JSON"));
+    assert!(check(&all, "claude config")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
 }
 
 #[tokio::test]
@@ -95,20 +139,42 @@ async fn status_shows_unread_messages_per_claude_code_session() {
     // A session of bob's ran here (the MCP server records it) and ended.
     let sid = "0b0b0b0b-1111-4222-8333-444455556666";
     let name = claudemesh::mcp::session::peer_name("bob", sid);
-    bob.home.record_session(&bob.mc.mesh_id, sid, &name).unwrap();
+    bob.home
+        .record_session(&bob.mc.mesh_id, sid, &name)
+        .unwrap();
     let mut o = claudemesh::client::ClientOptions::for_session(&bob.home, &bob.mc, sid, &name);
     o.request_timeout = WAIT;
     let s = claudemesh::client::Client::connect(o, WAIT).await.unwrap();
     s.close().await;
     let a = alice.connect().await;
-    a.send(&[Dest::parse(&name)], "for the session", Priority::Next, None).await.unwrap();
-    a.send(&[Dest::parse(&name)], "later", Priority::Low, None).await.unwrap();
-    a.send(&[Dest::parse("bob")], "for the terminal", Priority::Next, None).await.unwrap();
+    a.send(
+        &[Dest::parse(&name)],
+        "for the session",
+        Priority::Next,
+        None,
+    )
+    .await
+    .unwrap();
+    a.send(&[Dest::parse(&name)], "later", Priority::Low, None)
+        .await
+        .unwrap();
+    a.send(
+        &[Dest::parse("bob")],
+        "for the terminal",
+        Priority::Next,
+        None,
+    )
+    .await
+    .unwrap();
 
     let cc = mesh.tmp.path().join("cc");
     let claude = fake_claude(mesh.tmp.path());
     let out = run(&bob.home.dir, &cc, &claude, &["status", "--json"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let row = &v[0];
     assert_eq!(row["unread"], 1, "{row}");
@@ -116,7 +182,10 @@ async fn status_shows_unread_messages_per_claude_code_session() {
     assert_eq!(row["sessions"][0]["unread"], 2, "{row}");
     let out = run(&bob.home.dir, &cc, &claude, &["status"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("session {name} ({sid}): 2 unread")), "{text}");
+    assert!(
+        text.contains(&format!("session {name} ({sid}): 2 unread")),
+        "{text}"
+    );
     // Looking does not consume: the session still gets both.
     let mut o = claudemesh::client::ClientOptions::for_session(&bob.home, &bob.mc, sid, &name);
     o.push = false;
@@ -125,7 +194,11 @@ async fn status_shows_unread_messages_per_claude_code_session() {
 }
 
 fn systemd_verify(unit: &Path) -> Option<Output> {
-    let o = Command::new("systemd-analyze").arg("verify").arg(unit).output().ok();
+    let o = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit)
+        .output()
+        .ok();
     if o.is_none() {
         eprintln!("skipped: systemd-analyze is not installed");
     }
@@ -136,7 +209,16 @@ fn systemd_verify(unit: &Path) -> Option<Output> {
 fn service_install_writes_a_unit_that_systemd_analyze_accepts() {
     let d = tempfile::tempdir().unwrap();
     let o = Command::new(BIN)
-        .args(["service", "install", "--no-start", "--public-url", "https://mesh.example.com", "--exe", BIN, "--unit-dir"])
+        .args([
+            "service",
+            "install",
+            "--no-start",
+            "--public-url",
+            "https://mesh.example.com",
+            "--exe",
+            BIN,
+            "--unit-dir",
+        ])
         .arg(d.path())
         .output()
         .unwrap();
@@ -144,18 +226,39 @@ fn service_install_writes_a_unit_that_systemd_analyze_accepts() {
     let unit = d.path().join("claudemesh.service");
     let text = std::fs::read_to_string(&unit).unwrap();
     assert!(text.contains(&format!("ExecStart={BIN} serve --listen 127.0.0.1:7900 --data-dir /var/lib/claudemesh --public-url https://mesh.example.com")), "{text}");
-    for hardening in ["DynamicUser=yes", "StateDirectory=claudemesh", "ProtectSystem=strict", "NoNewPrivileges=yes", "Restart=on-failure"] {
+    for hardening in [
+        "DynamicUser=yes",
+        "StateDirectory=claudemesh",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "Restart=on-failure",
+    ] {
         assert!(text.contains(hardening), "{hardening} missing:\n{text}");
     }
     if let Some(v) = systemd_verify(&unit) {
-        let msg = format!("{}{}", String::from_utf8_lossy(&v.stdout), String::from_utf8_lossy(&v.stderr));
-        assert!(v.status.success() && msg.trim().is_empty(), "systemd-analyze verify: {msg}");
+        let msg = format!(
+            "{}{}",
+            String::from_utf8_lossy(&v.stdout),
+            String::from_utf8_lossy(&v.stderr)
+        );
+        assert!(
+            v.status.success() && msg.trim().is_empty(),
+            "systemd-analyze verify: {msg}"
+        );
     }
     // The shipped unit (systemd/claudemesh.service) passes too, with its binary in place.
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/claudemesh.service")).unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/claudemesh.service"
+    ))
+    .unwrap();
     let shipped_unit = d.path().join("shipped").join("claudemesh.service");
     std::fs::create_dir_all(shipped_unit.parent().unwrap()).unwrap();
-    std::fs::write(&shipped_unit, shipped.replace("/usr/local/bin/claudemesh", BIN)).unwrap();
+    std::fs::write(
+        &shipped_unit,
+        shipped.replace("/usr/local/bin/claudemesh", BIN),
+    )
+    .unwrap();
     if let Some(v) = systemd_verify(&shipped_unit) {
         assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
     }
@@ -164,19 +267,40 @@ fn service_install_writes_a_unit_that_systemd_analyze_accepts() {
 #[test]
 fn service_install_dry_run_changes_nothing_and_bad_options_are_refused() {
     let d = tempfile::tempdir().unwrap();
-    let o = Command::new(BIN).args(["service", "install", "--dry-run", "--unit-dir"]).arg(d.path()).output().unwrap();
+    let o = Command::new(BIN)
+        .args(["service", "install", "--dry-run", "--unit-dir"])
+        .arg(d.path())
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("--listen 0.0.0.0:7900") && text.contains("run `systemctl enable --now claudemesh.service`"), "{text}");
-    assert!(std::fs::read_dir(d.path()).unwrap().next().is_none(), "a dry run writes nothing");
+    assert!(
+        text.contains("--listen 0.0.0.0:7900")
+            && text.contains("run `systemctl enable --now claudemesh.service`"),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_dir(d.path()).unwrap().next().is_none(),
+        "a dry run writes nothing"
+    );
     for (args, want) in [
-        (vec!["--public-url", "mesh.example.com"], "http:// or https://"),
+        (
+            vec!["--public-url", "mesh.example.com"],
+            "http:// or https://",
+        ),
         (vec!["--data-dir", "/srv/mesh"], "under /var/lib"),
         (vec!["--listen", "everywhere"], "--listen"),
     ] {
-        let o = Command::new(BIN).args(["service", "install", "--dry-run"]).args(&args).output().unwrap();
+        let o = Command::new(BIN)
+            .args(["service", "install", "--dry-run"])
+            .args(&args)
+            .output()
+            .unwrap();
         assert!(!o.status.success());
         let e = String::from_utf8_lossy(&o.stderr);
-        assert!(e.starts_with("error: ") && e.contains(want), "{args:?}: {e}");
+        assert!(
+            e.starts_with("error: ") && e.contains(want),
+            "{args:?}: {e}"
+        );
     }
 }

@@ -24,22 +24,48 @@ fn the_static_binary_needs_no_shared_libraries_and_serves_from_an_empty_root() {
     let Some(bin) = static_binary() else { return };
     // The ELF has no interpreter and no needed libraries.
     let out = Command::new("ldd").arg(&bin).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("statically linked") || text.contains("not a dynamic executable"), "ldd: {text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("statically linked") || text.contains("not a dynamic executable"),
+        "ldd: {text}"
+    );
     if !claudemesh::util::is_root() {
         eprintln!("skipped the chroot part: needs root");
         return;
     }
     let root = tempfile::tempdir().unwrap();
     std::fs::copy(&bin, root.path().join("claudemesh")).unwrap();
-    let help = Command::new("chroot").arg(root.path()).args(["/claudemesh", "--help"]).output().unwrap();
-    assert!(help.status.success(), "{}", String::from_utf8_lossy(&help.stderr));
+    let help = Command::new("chroot")
+        .arg(root.path())
+        .args(["/claudemesh", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        help.status.success(),
+        "{}",
+        String::from_utf8_lossy(&help.stderr)
+    );
     assert!(String::from_utf8_lossy(&help.stdout).contains("claudemesh"));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new("chroot")
         .arg(root.path())
-        .args(["/claudemesh", "serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", "/data"])
+        .args([
+            "/claudemesh",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            "/data",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -49,15 +75,24 @@ fn the_static_binary_needs_no_shared_libraries_and_serves_from_an_empty_root() {
     while Instant::now() < deadline {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
             let _ = s.read_to_string(&mut body);
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let st = child.wait().unwrap();
-    assert!(body.starts_with("HTTP/1.1 200") && body.contains("\"status\":\"ok\""), "health: {body}");
+    assert!(
+        body.starts_with("HTTP/1.1 200") && body.contains("\"status\":\"ok\""),
+        "health: {body}"
+    );
     assert!(st.success(), "clean exit on SIGTERM: {st}");
-    assert!(root.path().join("data/claudemesh.redb").exists(), "its data dir is inside the empty root");
+    assert!(
+        root.path().join("data/claudemesh.redb").exists(),
+        "its data dir is inside the empty root"
+    );
 }

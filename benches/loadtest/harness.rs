@@ -31,7 +31,12 @@ pub fn proc_stats(pid: &str) -> ProcStats {
     let mut s = ProcStats::default();
     if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
         for l in status.lines() {
-            let num = || l.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let num = || {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
             if l.starts_with("VmRSS:") {
                 s.rss_kb = num();
             } else if l.starts_with("VmHWM:") {
@@ -55,7 +60,10 @@ pub fn proc_stats(pid: &str) -> ProcStats {
 /// Raise this process's open-file limit to its hard limit (children inherit it).
 pub fn raise_nofile() -> u64 {
     unsafe {
-        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
             r.rlim_cur = r.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &r);
@@ -68,14 +76,28 @@ pub fn raise_nofile() -> u64 {
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .unwrap_or(0);
-    format!("{cores} cores ({cpu}), {:.0} GiB", mem as f64 / 1024.0 / 1024.0)
+    format!(
+        "{cores} cores ({cpu}), {:.0} GiB",
+        mem as f64 / 1024.0 / 1024.0
+    )
 }
 
 // ------------------------------------------------------------------ the broker process
@@ -96,7 +118,11 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(spec: &BrokerSpec, data: &Path) -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         Broker::start_on(spec, data, port, &["--rate-limit", "1000000"])
     }
 
@@ -115,11 +141,18 @@ impl Broker {
             .expect("start broker");
         let pid = child.id().to_string();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && data.join("admin.sock").exists()) {
+        while !(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && data.join("admin.sock").exists())
+        {
             assert!(Instant::now() < deadline, "broker did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
-        Broker { child, pid, port, data: data.to_path_buf() }
+        Broker {
+            child,
+            pid,
+            port,
+            data: data.to_path_buf(),
+        }
     }
 
     /// SIGKILL the broker and wait for it to be gone.
@@ -168,14 +201,30 @@ impl Bench {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let broker = Broker::start_on(spec, &data, port, flags);
-        let owner = Home { dir: tmp.path().join("owner") };
+        let owner = Home {
+            dir: tmp.path().join("owner"),
+        };
         let om = enroll::create_mesh(&owner, &data, "bench").await.unwrap();
-        let link = enroll::make_invite(&data, &om, Role::Member, claudemesh::util::now_ms() + 86_400_000, None).await.unwrap();
+        let link = enroll::make_invite(
+            &data,
+            &om,
+            Role::Member,
+            claudemesh::util::now_ms() + 86_400_000,
+            None,
+        )
+        .await
+        .unwrap();
         let mut joins = Vec::new();
         for i in 0..members {
-            let home = Home { dir: tmp.path().join(format!("m{i}")) };
+            let home = Home {
+                dir: tmp.path().join(format!("m{i}")),
+            };
             let link = link.clone();
             joins.push(tokio::spawn(async move {
                 let (mc, _) = enroll::join(&home, &link, &format!("m{i}")).await.unwrap();
@@ -186,14 +235,22 @@ impl Bench {
         for j in joins {
             out.push(j.await.unwrap());
         }
-        Bench { tmp, broker, members: out }
+        Bench {
+            tmp,
+            broker,
+            members: out,
+        }
     }
 
     /// Client options for session `s` of member `m` (named `m<m>` for session "cli", else
     /// `m<m>-<s>`).
     pub fn opts(&self, m: usize, session: &str) -> ClientOptions {
         let (home, mc) = &self.members[m];
-        let name = if session == "cli" { mc.name.clone() } else { format!("{}-{session}", mc.name) };
+        let name = if session == "cli" {
+            mc.name.clone()
+        } else {
+            format!("{}-{session}", mc.name)
+        };
         let mut o = ClientOptions::for_session(home, mc, session, &name);
         o.seen_path = None;
         o.codec = Codec::Binary;
@@ -206,7 +263,9 @@ impl Bench {
         let mut tasks = Vec::new();
         for m in 0..self.members.len() {
             let o = self.opts(m, "cli");
-            tasks.push(tokio::spawn(async move { Client::connect(o, Duration::from_secs(60)).await }));
+            tasks.push(tokio::spawn(async move {
+                Client::connect(o, Duration::from_secs(60)).await
+            }));
         }
         let mut out = Vec::new();
         for t in tasks {
@@ -241,7 +300,11 @@ fn payload(sender: usize, seq: u64, t0: Instant, pad: usize) -> String {
 
 fn parse_payload(text: &str) -> Option<(usize, u64, u64)> {
     let mut it = text.split(':');
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    ))
 }
 
 /// Shared receive-side bookkeeping.
@@ -265,20 +328,31 @@ impl Received {
     }
 
     fn record(&self, receiver: usize, m: &InboxMessage, t0: Instant) {
-        let Some((sender, seq, sent_us)) = parse_payload(&m.text) else { return };
+        let Some((sender, seq, sent_us)) = parse_payload(&m.text) else {
+            return;
+        };
         let now = t0.elapsed().as_micros() as u64;
         if !self.seen.lock().unwrap().insert((sender, seq, receiver)) {
             self.dups.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let _ = self.e2e.lock().unwrap().record(now.saturating_sub(sent_us).max(1));
+        let _ = self
+            .e2e
+            .lock()
+            .unwrap()
+            .record(now.saturating_sub(sent_us).max(1));
         self.last_us.fetch_max(now, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// Receive, record and ack everything a client is pushed, until the client closes.
-pub fn spawn_receiver(c: Arc<Client>, idx: usize, rx: Arc<Received>, t0: Instant) -> tokio::task::JoinHandle<()> {
+pub fn spawn_receiver(
+    c: Arc<Client>,
+    idx: usize,
+    rx: Arc<Received>,
+    t0: Instant,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(first) = c.recv().await {
             let mut batch = vec![first];
@@ -326,13 +400,24 @@ pub async fn run_ref(spec: &BrokerSpec, peers: usize, msgs: u64, window: usize) 
     let clients = bench.connect_all().await;
     let infos: Vec<PeerInfo> = {
         let all = clients[0].list_peers().await.unwrap();
-        (0..peers).map(|i| all.iter().find(|p| p.name == format!("m{i}")).unwrap().clone()).collect()
+        (0..peers)
+            .map(|i| {
+                all.iter()
+                    .find(|p| p.name == format!("m{i}"))
+                    .unwrap()
+                    .clone()
+            })
+            .collect()
     };
     let before = bench.broker.stats();
     let harness_before = proc_stats("self");
     let t0 = Instant::now();
     let rx = Received::new();
-    let receivers: Vec<_> = clients.iter().enumerate().map(|(i, c)| spawn_receiver(c.clone(), i, rx.clone(), t0)).collect();
+    let receivers: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| spawn_receiver(c.clone(), i, rx.clone(), t0))
+        .collect();
     let acks = Arc::new(Mutex::new(hist()));
     let failed = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::new();
@@ -347,12 +432,26 @@ pub async fn run_ref(spec: &BrokerSpec, peers: usize, msgs: u64, window: usize) 
                 if t >= i {
                     t += 1;
                 }
-                let (c, info, acks, failed) = (c.clone(), infos[t].clone(), acks.clone(), failed.clone());
+                let (c, info, acks, failed) =
+                    (c.clone(), infos[t].clone(), acks.clone(), failed.clone());
                 tasks.push(tokio::spawn(async move {
                     let text = payload(i, seq, t0, 0);
                     let start = Instant::now();
-                    match c.send_resolved(&[Dest::Peer(info.name.clone())], &[info], &text, Priority::Next, None).await {
-                        Ok(_) => drop(acks.lock().unwrap().record(start.elapsed().as_micros().max(1) as u64)),
+                    match c
+                        .send_resolved(
+                            &[Dest::Peer(info.name.clone())],
+                            &[info],
+                            &text,
+                            Priority::Next,
+                            None,
+                        )
+                        .await
+                    {
+                        Ok(_) => drop(
+                            acks.lock()
+                                .unwrap()
+                                .record(start.elapsed().as_micros().max(1) as u64),
+                        ),
                         Err(e) => {
                             failed.fetch_add(1, Ordering::Relaxed);
                             eprintln!("send failed: {e}");
@@ -397,12 +496,33 @@ pub async fn run_ref(spec: &BrokerSpec, peers: usize, msgs: u64, window: usize) 
     print_table(
         &format!("ref: {peers} peers x {msgs} DMs (window {window})"),
         &[
-            ("delivered", format!("{}% ({received}/{expected}), {} duplicates", v["delivered_pct"], v["duplicates"])),
-            ("send->ack p50/p95/p99/max ms", format!("{} / {} / {} / {}", v["ack_p50_ms"], v["ack_p95_ms"], v["ack_p99_ms"], v["ack_max_ms"])),
-            ("send->delivery p50/p95/p99/max ms", format!("{} / {} / {} / {}", v["e2e_p50_ms"], v["e2e_p95_ms"], v["e2e_p99_ms"], v["e2e_max_ms"])),
+            (
+                "delivered",
+                format!(
+                    "{}% ({received}/{expected}), {} duplicates",
+                    v["delivered_pct"], v["duplicates"]
+                ),
+            ),
+            (
+                "send->ack p50/p95/p99/max ms",
+                format!(
+                    "{} / {} / {} / {}",
+                    v["ack_p50_ms"], v["ack_p95_ms"], v["ack_p99_ms"], v["ack_max_ms"]
+                ),
+            ),
+            (
+                "send->delivery p50/p95/p99/max ms",
+                format!(
+                    "{} / {} / {} / {}",
+                    v["e2e_p50_ms"], v["e2e_p95_ms"], v["e2e_p99_ms"], v["e2e_max_ms"]
+                ),
+            ),
             ("wall time to last delivery", format!("{} s", v["wall_s"])),
             ("broker peak RSS", format!("{} MB", v["broker_peak_rss_mb"])),
-            ("broker CPU / harness CPU", format!("{} s / {} s", v["broker_cpu_s"], v["harness_cpu_s"])),
+            (
+                "broker CPU / harness CPU",
+                format!("{} s / {} s", v["broker_cpu_s"], v["harness_cpu_s"]),
+            ),
         ],
     );
     v
@@ -447,13 +567,17 @@ pub async fn run_idle(spec: &BrokerSpec, peers: usize, idle_secs: u64) -> Value 
     }
     let storm_s = t0.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let connected = bench.broker.health().await["peers_online"].as_u64().unwrap_or(0);
+    let connected = bench.broker.health().await["peers_online"]
+        .as_u64()
+        .unwrap_or(0);
     let loaded = bench.broker.stats();
-    let rss_per_conn_kb = (loaded.rss_kb.saturating_sub(empty.rss_kb)) as f64 / clients.len().max(1) as f64;
+    let rss_per_conn_kb =
+        (loaded.rss_kb.saturating_sub(empty.rss_kb)) as f64 / clients.len().max(1) as f64;
     let cpu0 = bench.broker.stats().cpu_s;
     let idle_start = Instant::now();
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
-    let idle_cpu_pct = (bench.broker.stats().cpu_s - cpu0) / idle_start.elapsed().as_secs_f64() * 100.0;
+    let idle_cpu_pct =
+        (bench.broker.stats().cpu_s - cpu0) / idle_start.elapsed().as_secs_f64() * 100.0;
     // Liveness: 100 DMs between random connected peers.
     let rx = Received::new();
     let t1 = Instant::now();
@@ -476,7 +600,14 @@ pub async fn run_idle(spec: &BrokerSpec, peers: usize, idle_secs: u64) -> Value 
             claudemesh::client::ConnState::Connected { name, .. } => name,
             _ => continue,
         };
-        let _ = clients[*from].send(&[Dest::Peer(name)], &payload(*from, *k as u64, t1, 0), Priority::Now, None).await;
+        let _ = clients[*from]
+            .send(
+                &[Dest::Peer(name)],
+                &payload(*from, *k as u64, t1, 0),
+                Priority::Now,
+                None,
+            )
+            .await;
     }
     let live = wait_for(&rx.count, pairs.len() as u64, Duration::from_secs(30)).await;
     for r in receivers {
@@ -498,12 +629,30 @@ pub async fn run_idle(spec: &BrokerSpec, peers: usize, idle_secs: u64) -> Value 
     print_table(
         &format!("idle: {peers} peers"),
         &[
-            ("connected (broker's count)", format!("{connected} ({failures} failed)")),
-            ("broker RSS per connection", format!("{} KB (empty {} MB, loaded {} MB)", v["rss_per_conn_kb"], v["broker_rss_empty_mb"], v["broker_rss_loaded_mb"])),
-            ("connect->hello_ack p50/p99", format!("{} / {} ms", v["connect_p50_ms"], v["connect_p99_ms"])),
+            (
+                "connected (broker's count)",
+                format!("{connected} ({failures} failed)"),
+            ),
+            (
+                "broker RSS per connection",
+                format!(
+                    "{} KB (empty {} MB, loaded {} MB)",
+                    v["rss_per_conn_kb"], v["broker_rss_empty_mb"], v["broker_rss_loaded_mb"]
+                ),
+            ),
+            (
+                "connect->hello_ack p50/p99",
+                format!("{} / {} ms", v["connect_p50_ms"], v["connect_p99_ms"]),
+            ),
             ("storm (all at once)", format!("{} s", v["storm_s"])),
-            ("idle broker CPU", format!("{}% over {idle_secs} s", v["idle_cpu_pct"])),
-            ("liveness DMs delivered", format!("{}/{}", v["liveness_delivered"], pairs.len())),
+            (
+                "idle broker CPU",
+                format!("{}% over {idle_secs} s", v["idle_cpu_pct"]),
+            ),
+            (
+                "liveness DMs delivered",
+                format!("{}/{}", v["liveness_delivered"], pairs.len()),
+            ),
         ],
     );
     v
@@ -515,11 +664,22 @@ pub async fn run_durable(spec: &BrokerSpec, peers: usize, windows: &[usize], sec
     let clients = bench.connect_all().await;
     let infos: Vec<PeerInfo> = {
         let all = clients[0].list_peers().await.unwrap();
-        (0..peers).map(|i| all.iter().find(|p| p.name == format!("m{i}")).unwrap().clone()).collect()
+        (0..peers)
+            .map(|i| {
+                all.iter()
+                    .find(|p| p.name == format!("m{i}"))
+                    .unwrap()
+                    .clone()
+            })
+            .collect()
     };
     let t0 = Instant::now();
     let rx = Received::new();
-    let receivers: Vec<_> = clients.iter().enumerate().map(|(i, c)| spawn_receiver(c.clone(), i, rx.clone(), t0)).collect();
+    let receivers: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| spawn_receiver(c.clone(), i, rx.clone(), t0))
+        .collect();
     let mut runs = Vec::new();
     for &w in windows {
         let h0 = bench.broker.health().await;
@@ -530,7 +690,8 @@ pub async fn run_durable(spec: &BrokerSpec, peers: usize, windows: &[usize], sec
         let mut tasks = Vec::new();
         for (i, c) in clients.iter().enumerate() {
             for _ in 0..w {
-                let (c, infos, acks, acked) = (c.clone(), infos.clone(), acks.clone(), acked.clone());
+                let (c, infos, acks, acked) =
+                    (c.clone(), infos.clone(), acks.clone(), acked.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut seq = 0u64;
                     while Instant::now() < deadline {
@@ -540,11 +701,28 @@ pub async fn run_durable(spec: &BrokerSpec, peers: usize, windows: &[usize], sec
                         }
                         let info = infos[t].clone();
                         // ~200 bytes sealed: the text plus the JSON framing.
-                        let text = payload(i, (w as u64) << 40 | claudemesh::util::random_u64() >> 24 | seq, t0, 150);
+                        let text = payload(
+                            i,
+                            (w as u64) << 40 | claudemesh::util::random_u64() >> 24 | seq,
+                            t0,
+                            150,
+                        );
                         seq += 1;
                         let s = Instant::now();
-                        if c.send_resolved(&[Dest::Peer(info.name.clone())], &[info], &text, Priority::Now, None).await.is_ok() {
-                            let _ = acks.lock().unwrap().record(s.elapsed().as_micros().max(1) as u64);
+                        if c.send_resolved(
+                            &[Dest::Peer(info.name.clone())],
+                            &[info],
+                            &text,
+                            Priority::Now,
+                            None,
+                        )
+                        .await
+                        .is_ok()
+                        {
+                            let _ = acks
+                                .lock()
+                                .unwrap()
+                                .record(s.elapsed().as_micros().max(1) as u64);
                             acked.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -556,8 +734,14 @@ pub async fn run_durable(spec: &BrokerSpec, peers: usize, windows: &[usize], sec
         }
         let elapsed = start.elapsed().as_secs_f64();
         let h1 = bench.broker.health().await;
-        let commits = h1["store_commits"].as_u64().unwrap_or(0).saturating_sub(h0["store_commits"].as_u64().unwrap_or(0));
-        let stored = h1["store_messages"].as_u64().unwrap_or(0).saturating_sub(h0["store_messages"].as_u64().unwrap_or(0));
+        let commits = h1["store_commits"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(h0["store_commits"].as_u64().unwrap_or(0));
+        let stored = h1["store_messages"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(h0["store_messages"].as_u64().unwrap_or(0));
         let ack = acks.lock().unwrap().clone();
         let n = acked.load(Ordering::Relaxed);
         let r = json!({
@@ -570,8 +754,17 @@ pub async fn run_durable(spec: &BrokerSpec, peers: usize, windows: &[usize], sec
         print_table(
             &format!("durable: {peers} peers, window {w}, {secs} s"),
             &[
-                ("acked msgs/s (fsync'd commits)", format!("{}", r["msgs_per_s"])),
-                ("ack p50 / p99 / p99.9", format!("{} / {} / {} ms", r["ack_p50_ms"], r["ack_p99_ms"], r["ack_p999_ms"])),
+                (
+                    "acked msgs/s (fsync'd commits)",
+                    format!("{}", r["msgs_per_s"]),
+                ),
+                (
+                    "ack p50 / p99 / p99.9",
+                    format!(
+                        "{} / {} / {} ms",
+                        r["ack_p50_ms"], r["ack_p99_ms"], r["ack_p999_ms"]
+                    ),
+                ),
                 ("messages per commit", format!("{}", r["msgs_per_commit"])),
             ],
         );
@@ -581,7 +774,12 @@ pub async fn run_durable(spec: &BrokerSpec, peers: usize, windows: &[usize], sec
     for r in receivers {
         r.abort();
     }
-    let main = runs.iter().find(|r| r["window"] == 8).or(runs.last()).cloned().unwrap_or_default();
+    let main = runs
+        .iter()
+        .find(|r| r["window"] == 8)
+        .or(runs.last())
+        .cloned()
+        .unwrap_or_default();
     json!({
         "workload": "durable", "peers": peers,
         "window": main["window"], "msgs_per_s": main["msgs_per_s"], "ack_p50_ms": main["ack_p50_ms"],
@@ -599,7 +797,11 @@ pub async fn run_fanout(spec: &BrokerSpec, recipients: usize, secs: u64, ramp_se
     let mut conns = Vec::new();
     for i in 0..total {
         let o = bench.opts(i / per_member, &format!("s{}", i % per_member));
-        conns.push(tokio::spawn(async move { Client::connect(o, Duration::from_secs(120)).await.map(Arc::new) }));
+        conns.push(tokio::spawn(async move {
+            Client::connect(o, Duration::from_secs(120))
+                .await
+                .map(Arc::new)
+        }));
     }
     let mut clients = Vec::new();
     for c in conns {
@@ -609,7 +811,9 @@ pub async fn run_fanout(spec: &BrokerSpec, recipients: usize, secs: u64, ramp_se
     let mut joins = Vec::new();
     for c in &clients[1..] {
         let c = c.clone();
-        joins.push(tokio::spawn(async move { c.join_group("all", "member").await }));
+        joins.push(tokio::spawn(
+            async move { c.join_group("all", "member").await },
+        ));
     }
     for j in joins {
         j.await.unwrap().unwrap();
@@ -621,7 +825,12 @@ pub async fn run_fanout(spec: &BrokerSpec, recipients: usize, secs: u64, ramp_se
     let delivered = Arc::new(AtomicU64::new(0));
     let mut receivers = Vec::new();
     for c in clients[1..].iter() {
-        let (c, per_msg, per_recipient, delivered) = (c.clone(), per_msg.clone(), per_recipient.clone(), delivered.clone());
+        let (c, per_msg, per_recipient, delivered) = (
+            c.clone(),
+            per_msg.clone(),
+            per_recipient.clone(),
+            delivered.clone(),
+        );
         receivers.push(tokio::spawn(async move {
             while let Some(first) = c.recv().await {
                 let mut batch = vec![first];
@@ -631,7 +840,9 @@ pub async fn run_fanout(spec: &BrokerSpec, recipients: usize, secs: u64, ramp_se
                     if let Inbound::Message(m) = x {
                         ids.push(m.msg_id);
                         if let Some((_, seq, sent)) = parse_payload(&m.text) {
-                            let lat = (t0.elapsed().as_micros() as u64).saturating_sub(sent).max(1);
+                            let lat = (t0.elapsed().as_micros() as u64)
+                                .saturating_sub(sent)
+                                .max(1);
                             let _ = per_recipient.lock().unwrap().record(lat);
                             let mut pm = per_msg.lock().unwrap();
                             let e = pm.entry(seq).or_insert((0, 0));
@@ -650,12 +861,20 @@ pub async fn run_fanout(spec: &BrokerSpec, recipients: usize, secs: u64, ramp_se
     // Phase 1: one message per second.
     for _ in 0..secs {
         let tick = Instant::now();
-        sender.send(&dest, &payload(0, seq, t0, 0), Priority::Now, None).await.unwrap();
+        sender
+            .send(&dest, &payload(0, seq, t0, 0), Priority::Now, None)
+            .await
+            .unwrap();
         seq += 1;
         tokio::time::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed())).await;
     }
     let phase1 = seq;
-    wait_for(&delivered, phase1 * recipients as u64, Duration::from_secs(30)).await;
+    wait_for(
+        &delivered,
+        phase1 * recipients as u64,
+        Duration::from_secs(30),
+    )
+    .await;
     let (last_p50, last_p99) = {
         let pm = per_msg.lock().unwrap();
         let mut h = hist();
@@ -678,7 +897,10 @@ pub async fn run_fanout(spec: &BrokerSpec, recipients: usize, secs: u64, ramp_se
         let interval = Duration::from_secs_f64(1.0 / rate as f64);
         let mut next = Instant::now();
         while start.elapsed() < Duration::from_secs(ramp_secs) {
-            sender.send(&dest, &payload(0, seq, t0, 0), Priority::Now, None).await.unwrap();
+            sender
+                .send(&dest, &payload(0, seq, t0, 0), Priority::Now, None)
+                .await
+                .unwrap();
             seq += 1;
             next += interval;
             if let Some(d) = next.checked_duration_since(Instant::now()) {
@@ -686,7 +908,12 @@ pub async fn run_fanout(spec: &BrokerSpec, recipients: usize, secs: u64, ramp_se
             }
         }
         let sent = seq - step_first;
-        let ok = wait_for(&delivered, d0 + sent * recipients as u64, Duration::from_secs(10)).await;
+        let ok = wait_for(
+            &delivered,
+            d0 + sent * recipients as u64,
+            Duration::from_secs(10),
+        )
+        .await;
         let el = start.elapsed().as_secs_f64();
         let got = delivered.load(Ordering::Relaxed) - d0;
         let dps = got as f64 / el;
@@ -720,9 +947,21 @@ pub async fn run_fanout(spec: &BrokerSpec, recipients: usize, secs: u64, ramp_se
     print_table(
         &format!("fanout: 1 sender -> {recipients} recipients in @all"),
         &[
-            ("per-recipient p50 / p99 (1 msg/s)", format!("{} / {} ms", v["e2e_p50_ms"], v["e2e_p99_ms"])),
-            ("last recipient p50 / p99", format!("{} / {} ms", v["last_recipient_p50_ms"], v["last_recipient_p99_ms"])),
-            ("sustained deliveries/s (ramp)", format!("{}", v["deliveries_per_s"])),
+            (
+                "per-recipient p50 / p99 (1 msg/s)",
+                format!("{} / {} ms", v["e2e_p50_ms"], v["e2e_p99_ms"]),
+            ),
+            (
+                "last recipient p50 / p99",
+                format!(
+                    "{} / {} ms",
+                    v["last_recipient_p50_ms"], v["last_recipient_p99_ms"]
+                ),
+            ),
+            (
+                "sustained deliveries/s (ramp)",
+                format!("{}", v["deliveries_per_s"]),
+            ),
         ],
     );
     v

@@ -108,7 +108,10 @@ struct BrokerArgs {
 
 fn main() {
     let args: Args = argh::from_env();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     if let Cmd::Broker(b) = args.cmd {
         let cli = claudemesh::cli::Cli {
             cmd: claudemesh::cli::Cmd::Serve(claudemesh::cli::ServeCmd {
@@ -128,9 +131,15 @@ fn main() {
         return;
     }
     harness::raise_nofile();
-    let spec = BrokerSpec { program: std::env::current_exe().expect("current exe"), prefix: vec!["broker".into()] };
+    let spec = BrokerSpec {
+        program: std::env::current_exe().expect("current exe"),
+        prefix: vec!["broker".into()],
+    };
     println!("machine: {}", harness::machine());
-    println!("command: {}", std::env::args().collect::<Vec<_>>().join(" "));
+    println!(
+        "command: {}",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
     let result = rt.block_on(async {
         match args.cmd {
             Cmd::Ref(a) if a.sweep => {
@@ -143,7 +152,11 @@ fn main() {
             Cmd::Ref(a) => harness::run_ref(&spec, a.peers, a.msgs, a.window).await,
             Cmd::Idle(a) => harness::run_idle(&spec, a.peers, a.secs).await,
             Cmd::Durable(a) => {
-                let w: Vec<usize> = a.windows.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+                let w: Vec<usize> = a
+                    .windows
+                    .split(',')
+                    .filter_map(|x| x.trim().parse().ok())
+                    .collect();
                 harness::run_durable(&spec, a.peers, &w, a.secs).await
             }
             Cmd::Fanout(a) => harness::run_fanout(&spec, a.recipients, a.secs, a.ramp_secs).await,

@@ -16,12 +16,25 @@ pub const SOCKET_NAME: &str = "admin.sock";
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum AdminRequest {
     /// Register a mesh whose owner key and mesh key were made by the operator's CLI.
-    MeshCreate { name: String, mesh_id: Key, owner_pk: Key },
+    MeshCreate {
+        name: String,
+        mesh_id: Key,
+        owner_pk: Key,
+    },
     /// Record an invite the operator's CLI signed, so joins can be counted and limited.
-    InviteRegister { mesh: String, invite_id: Id16, role: Role, expires_ms: u64, max_uses: Option<u32> },
+    InviteRegister {
+        mesh: String,
+        invite_id: Id16,
+        role: Role,
+        expires_ms: u64,
+        max_uses: Option<u32>,
+    },
     MeshList,
     /// Remove a member: disconnect its sessions; it cannot reconnect or rejoin.
-    MemberRemove { mesh: String, name: String },
+    MemberRemove {
+        mesh: String,
+        name: String,
+    },
     /// Broker facts the CLI needs (public URL for invite links).
     Info,
 }
@@ -36,10 +49,18 @@ pub struct AdminReply {
 }
 
 fn ok(data: serde_json::Value) -> AdminReply {
-    AdminReply { ok: true, error: None, data }
+    AdminReply {
+        ok: true,
+        error: None,
+        data,
+    }
 }
 fn fail(e: impl ToString) -> AdminReply {
-    AdminReply { ok: false, error: Some(e.to_string()), data: serde_json::Value::Null }
+    AdminReply {
+        ok: false,
+        error: Some(e.to_string()),
+        data: serde_json::Value::Null,
+    }
 }
 
 async fn handle(hub: &Hub, line: &str) -> AdminReply {
@@ -48,12 +69,26 @@ async fn handle(hub: &Hub, line: &str) -> AdminReply {
         Err(e) => return fail(format!("malformed admin request: {e}")),
     };
     match req {
-        AdminRequest::MeshCreate { name, mesh_id, owner_pk } => match hub.create_mesh(&name, mesh_id, owner_pk).await {
-            Ok(m) => ok(serde_json::json!({ "mesh_id": m.mesh_id.hex(), "public_url": hub.cfg.public_url })),
+        AdminRequest::MeshCreate {
+            name,
+            mesh_id,
+            owner_pk,
+        } => match hub.create_mesh(&name, mesh_id, owner_pk).await {
+            Ok(m) => ok(
+                serde_json::json!({ "mesh_id": m.mesh_id.hex(), "public_url": hub.cfg.public_url }),
+            ),
             Err(e) => fail(e),
         },
-        AdminRequest::InviteRegister { mesh, invite_id, role, expires_ms, max_uses } => {
-            let Some(m) = hub.mesh_by_name(&mesh) else { return fail(format!("no mesh named '{mesh}'")) };
+        AdminRequest::InviteRegister {
+            mesh,
+            invite_id,
+            role,
+            expires_ms,
+            max_uses,
+        } => {
+            let Some(m) = hub.mesh_by_name(&mesh) else {
+                return fail(format!("no mesh named '{mesh}'"));
+            };
             let rec = InviteRecord {
                 invite_id,
                 mesh_id: m.mesh_id,
@@ -65,7 +100,9 @@ async fn handle(hub: &Hub, line: &str) -> AdminReply {
                 created_ms: crate::util::now_ms(),
             };
             match hub.register_invite(rec).await {
-                Ok(()) => ok(serde_json::json!({ "public_url": hub.cfg.public_url, "mesh_id": m.mesh_id.hex(), "owner_pk": m.owner_pk.hex() })),
+                Ok(()) => ok(
+                    serde_json::json!({ "public_url": hub.cfg.public_url, "mesh_id": m.mesh_id.hex(), "owner_pk": m.owner_pk.hex() }),
+                ),
                 Err(e) => fail(e),
             }
         }
@@ -74,7 +111,9 @@ async fn handle(hub: &Hub, line: &str) -> AdminReply {
             Ok(closed) => ok(serde_json::json!({ "disconnected": closed })),
             Err(e) => fail(e),
         },
-        AdminRequest::Info => ok(serde_json::json!({ "public_url": hub.cfg.public_url, "version": crate::VERSION })),
+        AdminRequest::Info => {
+            ok(serde_json::json!({ "public_url": hub.cfg.public_url, "version": crate::VERSION }))
+        }
     }
 }
 
@@ -90,7 +129,11 @@ pub fn bind(dir: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
-pub async fn serve(hub: Arc<Hub>, listener: UnixListener, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn serve(
+    hub: Arc<Hub>,
+    listener: UnixListener,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r { Ok((s, _)) => s, Err(e) => { tracing::warn!(error = %e, "admin accept failed"); continue } },
@@ -143,6 +186,8 @@ pub async fn call(data_dir: &Path, req: &AdminRequest) -> Result<serde_json::Val
     if reply.ok {
         Ok(reply.data)
     } else {
-        Err(AdminError::Refused(reply.error.unwrap_or_else(|| "refused".into())))
+        Err(AdminError::Refused(
+            reply.error.unwrap_or_else(|| "refused".into()),
+        ))
     }
 }

@@ -41,7 +41,10 @@ impl ConnHandle {
 }
 
 fn close_msg(code: CloseCode, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame { code, reason: reason.to_string().into() }))
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    }))
 }
 
 /// Run a connection to completion.
@@ -95,7 +98,14 @@ where
     // Hello, within the deadline.
     let hello = match tokio::time::timeout(hub.cfg.hello_timeout, next_data(&mut stream)).await {
         Err(_) => {
-            let _ = tx.try_send(encode_msg(codec, &ServerFrame::error(None, ErrorCode::NotAuthenticated, "no hello within the deadline")));
+            let _ = tx.try_send(encode_msg(
+                codec,
+                &ServerFrame::error(
+                    None,
+                    ErrorCode::NotAuthenticated,
+                    "no hello within the deadline",
+                ),
+            ));
             let _ = tx.try_send(close_msg(CloseCode::Policy, "hello timeout"));
             drop(tx);
             let _ = writer.await;
@@ -116,14 +126,24 @@ where
         Ok(Some(Ok(data))) => match codec.decode::<ClientFrame>(&data) {
             Ok(ClientFrame::Hello(h)) => h,
             Ok(_) => {
-                let _ = tx.try_send(encode_msg(codec, &ServerFrame::error(None, ErrorCode::NotAuthenticated, "the first frame must be a hello")));
+                let _ = tx.try_send(encode_msg(
+                    codec,
+                    &ServerFrame::error(
+                        None,
+                        ErrorCode::NotAuthenticated,
+                        "the first frame must be a hello",
+                    ),
+                ));
                 let _ = tx.try_send(close_msg(CloseCode::Policy, "hello required"));
                 drop(tx);
                 let _ = writer.await;
                 return;
             }
             Err(e) => {
-                let _ = tx.try_send(encode_msg(codec, &ServerFrame::error(None, ErrorCode::BadFrame, e.to_string())));
+                let _ = tx.try_send(encode_msg(
+                    codec,
+                    &ServerFrame::error(None, ErrorCode::BadFrame, e.to_string()),
+                ));
                 let _ = tx.try_send(close_msg(CloseCode::Policy, "bad hello"));
                 drop(tx);
                 let _ = writer.await;
@@ -146,7 +166,10 @@ where
         Ok(s) => s,
         Err(e) => {
             tracing::info!(code = ?e.code, reason = %e.message, "hello refused");
-            let _ = tx.try_send(encode_msg(codec, &ServerFrame::error(None, e.code, e.message)));
+            let _ = tx.try_send(encode_msg(
+                codec,
+                &ServerFrame::error(None, e.code, e.message),
+            ));
             let _ = tx.try_send(close_msg(CloseCode::Policy, "hello refused"));
             drop(tx);
             let _ = writer.await;
@@ -197,7 +220,10 @@ where
     // Give the writer a moment to flush the close; a peer that stopped reading does not get
     // to keep the socket and its queue alive.
     let mut writer = writer;
-    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut writer).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut writer)
+        .await
+        .is_err()
+    {
         writer.abort();
     }
 }
@@ -208,8 +234,16 @@ fn on_data(hub: &Arc<Hub>, s: &Session, codec: Codec, data: &[u8], limited_in_a_
         // Answer the first few of a burst; a flooder gets no reply per frame (it would only
         // cost us encoding work), then is disconnected.
         if *limited_in_a_row <= 16 {
-            let id = codec.decode::<ClientFrame>(data).ok().as_ref().and_then(ClientFrame::req_id).or_else(|| peek_id(codec, data));
-            let msg = format!("rate limit exceeded ({} frames/s); slow down and retry", hub.cfg.rate_per_s);
+            let id = codec
+                .decode::<ClientFrame>(data)
+                .ok()
+                .as_ref()
+                .and_then(ClientFrame::req_id)
+                .or_else(|| peek_id(codec, data));
+            let msg = format!(
+                "rate limit exceeded ({} frames/s); slow down and retry",
+                hub.cfg.rate_per_s
+            );
             hub.reply(s, &ServerFrame::error(id, ErrorCode::RateLimited, msg));
         }
         return;
@@ -217,7 +251,10 @@ fn on_data(hub: &Arc<Hub>, s: &Session, codec: Codec, data: &[u8], limited_in_a_
     *limited_in_a_row = 0;
     match codec.decode::<ClientFrame>(data) {
         Ok(f) => hub.handle(s, f),
-        Err(e) => hub.reply(s, &ServerFrame::error(peek_id(codec, data), ErrorCode::BadFrame, e.to_string())),
+        Err(e) => hub.reply(
+            s,
+            &ServerFrame::error(peek_id(codec, data), ErrorCode::BadFrame, e.to_string()),
+        ),
     }
 }
 
@@ -232,7 +269,11 @@ fn peek_id(codec: Codec, data: &[u8]) -> Option<u64> {
 
 fn ws_error_frame(e: &WsError) -> Option<ServerFrame> {
     match e {
-        WsError::Capacity(c) => Some(ServerFrame::error(None, ErrorCode::TooLarge, format!("frame too large: {c}"))),
+        WsError::Capacity(c) => Some(ServerFrame::error(
+            None,
+            ErrorCode::TooLarge,
+            format!("frame too large: {c}"),
+        )),
         _ => None,
     }
 }

@@ -5,7 +5,10 @@ use crate::proto::{Codec, ErrorCode, HttpError, JoinRequest};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
+use hyper::header::{
+    HeaderValue, CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_PROTOCOL, UPGRADE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
@@ -19,18 +22,30 @@ type Resp = Response<Full<Bytes>>;
 const MAX_JOIN_BODY: usize = 16 * 1024;
 
 fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(v).unwrap_or_default())));
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(v).unwrap_or_default(),
+    )));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp {
-    json(status, &HttpError { error: code.to_string(), message: message.into() })
+    json(
+        status,
+        &HttpError {
+            error: code.to_string(),
+            message: message.into(),
+        },
+    )
 }
 
 fn code_str(c: ErrorCode) -> String {
-    serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "internal".into())
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "internal".into())
 }
 
 fn refusal(r: Refusal) -> Resp {
@@ -52,19 +67,42 @@ pub async fn route(hub: Arc<Hub>, req: Request<Incoming>) -> Result<Resp, Infall
         (Method::GET, "/health") => json(StatusCode::OK, &hub.health()),
         (Method::POST, "/join") => join(hub, req).await,
         (Method::GET, "/ws") => upgrade(hub, req),
-        (_, "/health" | "/join" | "/ws") => error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed"),
-        _ => error(StatusCode::NOT_FOUND, "not_found", format!("no route for {}", path.chars().take(100).collect::<String>())),
+        (_, "/health" | "/join" | "/ws") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed",
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no route for {}",
+                path.chars().take(100).collect::<String>()
+            ),
+        ),
     })
 }
 
 async fn join(hub: Arc<Hub>, req: Request<Incoming>) -> Resp {
     let body = match Limited::new(req.into_body(), MAX_JOIN_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("join body over {MAX_JOIN_BODY} bytes")),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("join body over {MAX_JOIN_BODY} bytes"),
+            )
+        }
     };
     let jr: JoinRequest = match serde_json::from_slice(&body) {
         Ok(j) => j,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", format!("malformed join request: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("malformed join request: {e}"),
+            )
+        }
     };
     match hub.join(jr).await {
         Ok(reply) => json(StatusCode::OK, &reply),
@@ -90,17 +128,33 @@ fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>) -> Resp {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY).cloned() else {
-        return error(StatusCode::BAD_REQUEST, "bad_request", "expected a WebSocket upgrade");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "expected a WebSocket upgrade",
+        );
     };
     if !is_ws {
-        return error(StatusCode::BAD_REQUEST, "bad_request", "expected a WebSocket upgrade");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "expected a WebSocket upgrade",
+        );
     }
-    let requested = req.headers().get(SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let requested = req
+        .headers()
+        .get(SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let (codec, chosen) = Codec::negotiate(requested.as_deref());
     // A client of another release asking only for a binary encoding we do not speak: accept
     // its subprotocol so the handshake completes, then close with a reason it can show.
     let other_release = match (chosen, requested.as_deref()) {
-        (None, Some(list)) => list.split(',').map(str::trim).find(|p| p.starts_with("claudemesh.")).and_then(|p| HeaderValue::from_str(p).ok()),
+        (None, Some(list)) => list
+            .split(',')
+            .map(str::trim)
+            .find(|p| p.starts_with("claudemesh."))
+            .and_then(|p| HeaderValue::from_str(p).ok()),
         _ => None,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -109,7 +163,12 @@ fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>) -> Resp {
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config(max_frame))).await;
+                let mut ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config(max_frame)),
+                )
+                .await;
                 if mismatch {
                     let reason = format!(
                         "claudemesh release mismatch: this broker ({}) speaks {} and {}; upgrade claudemesh",

@@ -82,7 +82,9 @@ pub fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
         return PathBuf::from(x).join("claudemesh");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/claudemesh")
 }
 
@@ -125,30 +127,47 @@ impl Server {
     pub async fn start(mut cfg: Config) -> Result<ServerHandle, ServeError> {
         let (store, loaded) = Store::open(&cfg.data_dir)?;
         let listener = bind(cfg.listen).map_err(|e| ServeError::Bind(cfg.listen, e))?;
-        let addr = listener.local_addr().map_err(|e| ServeError::Bind(cfg.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServeError::Bind(cfg.listen, e))?;
         if cfg.public_url.is_empty() {
             cfg.public_url = format!("http://{addr}");
         }
-        let admin = admin::bind(&cfg.data_dir).map_err(|e| ServeError::Admin(cfg.data_dir.display().to_string(), e))?;
+        let admin = admin::bind(&cfg.data_dir)
+            .map_err(|e| ServeError::Admin(cfg.data_dir.display().to_string(), e))?;
         let hub = Hub::new(Arc::new(cfg), store.clone(), loaded);
         let (tx, rx) = watch::channel(false);
         tokio::spawn(admin::serve(hub.clone(), admin, rx.clone()));
         let task = tokio::spawn(run(hub.clone(), listener, rx, store));
         tracing::info!(%addr, public_url = %hub.cfg.public_url, data_dir = %hub.cfg.data_dir.display(), "broker listening");
-        Ok(ServerHandle { addr, hub, shutdown: tx, task })
+        Ok(ServerHandle {
+            addr,
+            hub,
+            shutdown: tx,
+            task,
+        })
     }
 }
 
 /// Bind with a deep accept backlog: a reconnect storm of thousands of peers must not
 /// overflow the kernel's queue (which would cost each overflowed client a 1-3 s SYN retry).
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
     sock.set_reuseaddr(true)?;
     sock.bind(addr)?;
     sock.listen(16_384)
 }
 
-async fn run(hub: Arc<Hub>, listener: TcpListener, mut shutdown: watch::Receiver<bool>, store: Store) {
+async fn run(
+    hub: Arc<Hub>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    store: Store,
+) {
     let mut sweep = tokio::time::interval(hub.cfg.sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -21,11 +21,21 @@ pub struct Check {
 }
 
 fn pass(name: impl Into<String>, detail: impl Into<String>) -> Check {
-    Check { name: name.into(), ok: true, detail: detail.into(), fix: None }
+    Check {
+        name: name.into(),
+        ok: true,
+        detail: detail.into(),
+        fix: None,
+    }
 }
 
 fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-    Check { name: name.into(), ok: false, detail: detail.into(), fix: Some(fix.into()) }
+    Check {
+        name: name.into(),
+        ok: false,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
 }
 
 /// Run every check.
@@ -39,7 +49,10 @@ pub async fn run(home: &Home, paths: &ClaudePaths) -> Vec<Check> {
 
 async fn check_claude() -> Check {
     let program = claude_program();
-    let run = tokio::process::Command::new(&program).arg("--version").kill_on_drop(true).output();
+    let run = tokio::process::Command::new(&program)
+        .arg("--version")
+        .kill_on_drop(true)
+        .output();
     match tokio::time::timeout(Duration::from_secs(20), run).await {
         Ok(Ok(o)) if o.status.success() => {
             pass("claude", format!("{} ({})", String::from_utf8_lossy(&o.stdout).trim(), program.display()))
@@ -64,16 +77,25 @@ fn runnable(cmd: &str) -> bool {
     if p.is_absolute() || cmd.contains('/') {
         return p.is_file();
     }
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(cmd).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(cmd).is_file()))
 }
 
 fn check_claude_config(paths: &ClaudePaths) -> Vec<Check> {
     let i = match install::inspect(paths) {
         Ok(i) => i,
-        Err(e) => return vec![fail("claude config", e.to_string(), "fix or move the file, then run `claudemesh install`")],
+        Err(e) => {
+            return vec![fail(
+                "claude config",
+                e.to_string(),
+                "fix or move the file, then run `claudemesh install`",
+            )]
+        }
     };
     let mut out = Vec::new();
-    let here = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
+    let here = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     out.push(match i.mcp_command {
         Some(cmd) if runnable(&cmd) => {
             let note = if !here.is_empty() && cmd != here { format!(" (this binary is {here})") } else { String::new() };
@@ -90,11 +112,26 @@ fn check_claude_config(paths: &ClaudePaths) -> Vec<Check> {
             "run `claudemesh install` (or start sessions with `claudemesh launch`, which passes the server itself)",
         ),
     });
-    let missing: Vec<&str> = HOOKS.iter().map(|(e, _)| *e).filter(|e| !i.hooks.iter().any(|h| h == e)).collect();
+    let missing: Vec<&str> = HOOKS
+        .iter()
+        .map(|(e, _)| *e)
+        .filter(|e| !i.hooks.iter().any(|h| h == e))
+        .collect();
     out.push(if missing.is_empty() {
-        pass("hooks", format!("{} in {}", i.hooks.join(", "), paths.settings.display()))
+        pass(
+            "hooks",
+            format!("{} in {}", i.hooks.join(", "), paths.settings.display()),
+        )
     } else {
-        fail("hooks", format!("missing in {}: {}", paths.settings.display(), missing.join(", ")), "run `claudemesh install`")
+        fail(
+            "hooks",
+            format!(
+                "missing in {}: {}",
+                paths.settings.display(),
+                missing.join(", ")
+            ),
+            "run `claudemesh install`",
+        )
     });
     out
 }
@@ -102,7 +139,9 @@ fn check_claude_config(paths: &ClaudePaths) -> Vec<Check> {
 #[cfg(unix)]
 fn mode(p: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).ok().map(|m| m.permissions().mode() & 0o777)
+    std::fs::metadata(p)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
 }
 
 #[cfg(not(unix))]
@@ -113,7 +152,11 @@ fn mode(_: &Path) -> Option<u32> {
 fn check_home(home: &Home) -> Vec<Check> {
     let cfg_path = home.config_path();
     if !cfg_path.exists() {
-        return vec![fail("config", format!("{} does not exist", cfg_path.display()), "join a mesh: `claudemesh join <invite>`")];
+        return vec![fail(
+            "config",
+            format!("{} does not exist", cfg_path.display()),
+            "join a mesh: `claudemesh join <invite>`",
+        )];
     }
     let mut out = Vec::new();
     let (fm, dm) = (mode(&cfg_path), mode(&home.dir));
@@ -121,29 +164,68 @@ fn check_home(home: &Home) -> Vec<Check> {
     out.push(if loose(fm) || loose(dm) {
         fail(
             "permissions",
-            format!("{} is {:o} and {} is {:o}: other users can read your keys", cfg_path.display(), fm.unwrap_or(0), home.dir.display(), dm.unwrap_or(0)),
-            format!("chmod 600 {} && chmod 700 {}", cfg_path.display(), home.dir.display()),
+            format!(
+                "{} is {:o} and {} is {:o}: other users can read your keys",
+                cfg_path.display(),
+                fm.unwrap_or(0),
+                home.dir.display(),
+                dm.unwrap_or(0)
+            ),
+            format!(
+                "chmod 600 {} && chmod 700 {}",
+                cfg_path.display(),
+                home.dir.display()
+            ),
         )
     } else {
-        pass("permissions", format!("{} is private (0600 in a 0700 directory)", cfg_path.display()))
+        pass(
+            "permissions",
+            format!(
+                "{} is private (0600 in a 0700 directory)",
+                cfg_path.display()
+            ),
+        )
     });
     out.push(match home.load() {
-        Ok(c) if c.meshes.is_empty() => fail("keys", "no mesh joined yet", "join a mesh: `claudemesh join <invite>`"),
+        Ok(c) if c.meshes.is_empty() => fail(
+            "keys",
+            "no mesh joined yet",
+            "join a mesh: `claudemesh join <invite>`",
+        ),
         Ok(c) => {
             let bad: Vec<String> = c
                 .meshes
                 .iter()
-                .filter(|m| m.member_secret.0 == [0; 32] || m.member_xsecret.0 == [0; 32] || m.mesh_key.0 == [0; 32])
+                .filter(|m| {
+                    m.member_secret.0 == [0; 32]
+                        || m.member_xsecret.0 == [0; 32]
+                        || m.mesh_key.0 == [0; 32]
+                })
                 .map(|m| m.mesh_name.clone())
                 .collect();
             if bad.is_empty() {
-                let names: Vec<String> = c.meshes.iter().map(|m| format!("{} as {}", m.mesh_name, m.name)).collect();
-                pass("keys", format!("{} mesh(es): {}", c.meshes.len(), names.join(", ")))
+                let names: Vec<String> = c
+                    .meshes
+                    .iter()
+                    .map(|m| format!("{} as {}", m.mesh_name, m.name))
+                    .collect();
+                pass(
+                    "keys",
+                    format!("{} mesh(es): {}", c.meshes.len(), names.join(", ")),
+                )
             } else {
-                fail("keys", format!("empty keys for: {}", bad.join(", ")), "join those meshes again with a new invite")
+                fail(
+                    "keys",
+                    format!("empty keys for: {}", bad.join(", ")),
+                    "join those meshes again with a new invite",
+                )
             }
         }
-        Err(e) => fail("keys", e.to_string(), "restore the file from a backup, or move it away and join again"),
+        Err(e) => fail(
+            "keys",
+            e.to_string(),
+            "restore the file from a backup, or move it away and join again",
+        ),
     });
     out
 }
@@ -154,19 +236,35 @@ async fn check_brokers(home: &Home) -> Vec<Check> {
     for m in &cfg.meshes {
         let name = format!("broker {}", m.mesh_name);
         let t = std::time::Instant::now();
-        let health = tokio::time::timeout(Duration::from_secs(10), crate::client::http::request(&m.broker, "GET", "/health", None)).await;
+        let health = tokio::time::timeout(
+            Duration::from_secs(10),
+            crate::client::http::request(&m.broker, "GET", "/health", None),
+        )
+        .await;
         match health {
             Ok(Ok((200, _))) => {}
             Ok(Ok((code, _))) => {
-                out.push(fail(&name, format!("{}/health answered HTTP {code}", m.broker), "is this URL a claudemesh broker? check the invite's broker URL"));
+                out.push(fail(
+                    &name,
+                    format!("{}/health answered HTTP {code}", m.broker),
+                    "is this URL a claudemesh broker? check the invite's broker URL",
+                ));
                 continue;
             }
             Ok(Err(e)) => {
-                out.push(fail(&name, format!("cannot reach {}: {e}", m.broker), "is `claudemesh serve` running there, and is the port open?"));
+                out.push(fail(
+                    &name,
+                    format!("cannot reach {}: {e}", m.broker),
+                    "is `claudemesh serve` running there, and is the port open?",
+                ));
                 continue;
             }
             Err(_) => {
-                out.push(fail(&name, format!("{} did not answer in 10 s", m.broker), "check the network path to the broker"));
+                out.push(fail(
+                    &name,
+                    format!("{} did not answer in 10 s", m.broker),
+                    "check the network path to the broker",
+                ));
                 continue;
             }
         }
@@ -174,11 +272,25 @@ async fn check_brokers(home: &Home) -> Vec<Check> {
         let o = ClientOptions::one_shot(home, m, "cli", &m.name);
         match Client::connect(o, Duration::from_secs(10)).await {
             Ok(c) => {
-                let rtt = c.ping().await.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0)).unwrap_or_else(|_| "?".into());
+                let rtt = c
+                    .ping()
+                    .await
+                    .map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))
+                    .unwrap_or_else(|_| "?".into());
                 c.close().await;
-                out.push(pass(&name, format!("{} reachable (HTTP {http_ms:.1} ms), signed in as {} (ping {rtt})", m.broker, m.name)));
+                out.push(pass(
+                    &name,
+                    format!(
+                        "{} reachable (HTTP {http_ms:.1} ms), signed in as {} (ping {rtt})",
+                        m.broker, m.name
+                    ),
+                ));
             }
-            Err(e) => out.push(fail(&name, format!("{} refused the session: {e}", m.broker), "if you were removed from the mesh, ask for a new invite")),
+            Err(e) => out.push(fail(
+                &name,
+                format!("{} refused the session: {e}", m.broker),
+                "if you were removed from the mesh, ask for a new invite",
+            )),
         }
     }
     out
@@ -188,12 +300,21 @@ async fn check_brokers(home: &Home) -> Vec<Check> {
 pub fn render(checks: &[Check]) -> String {
     let mut s = String::new();
     for c in checks {
-        s.push_str(&format!("{} {}: {}\n", if c.ok { "✓" } else { "✗" }, c.name, c.detail));
+        s.push_str(&format!(
+            "{} {}: {}\n",
+            if c.ok { "✓" } else { "✗" },
+            c.name,
+            c.detail
+        ));
         if let Some(f) = &c.fix {
             s.push_str(&format!("    fix: {f}\n"));
         }
     }
     let failed = checks.iter().filter(|c| !c.ok).count();
-    s.push_str(&if failed == 0 { "all checks passed\n".to_string() } else { format!("{failed} check(s) failed\n") });
+    s.push_str(&if failed == 0 {
+        "all checks passed\n".to_string()
+    } else {
+        format!("{failed} check(s) failed\n")
+    });
     s
 }

@@ -30,7 +30,9 @@ impl std::str::FromStr for HookKind {
             "working" => Ok(HookKind::Working),
             "idle" => Ok(HookKind::Idle),
             "post-tool" => Ok(HookKind::PostTool),
-            _ => Err(format!("unknown hook '{s}' (expected working, idle or post-tool)")),
+            _ => Err(format!(
+                "unknown hook '{s}' (expected working, idle or post-tool)"
+            )),
         }
     }
 }
@@ -48,7 +50,11 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
     let session_id = input
         .session_id
         .filter(|s| session::valid_session_id(s))
-        .or_else(|| std::env::var("CLAUDEMESH_SESSION_ID").ok().filter(|s| session::valid_session_id(s)))?;
+        .or_else(|| {
+            std::env::var("CLAUDEMESH_SESSION_ID")
+                .ok()
+                .filter(|s| session::valid_session_id(s))
+        })?;
     let cfg = home.load().ok()?;
     let mut shown: Vec<(String, InboxMessage)> = Vec::new();
     let mut low_waiting = 0usize;
@@ -59,7 +65,11 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
             tracing::warn!(mesh = %mc.mesh_name, "hook: broker unreachable");
             continue;
         };
-        let status = if kind == HookKind::Idle { Status::Idle } else { Status::Working };
+        let status = if kind == HookKind::Idle {
+            Status::Idle
+        } else {
+            Status::Working
+        };
         let _ = c.set_status(status).await;
         if kind != HookKind::Idle {
             if let Ok(msgs) = c.pull_all().await {
@@ -87,10 +97,17 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
         HookKind::PostTool => "PostToolUse".into(),
         HookKind::Idle => "Stop".into(),
     });
-    let low_note = format!("({low_waiting} low-priority message(s) wait: check_messages when convenient.)\n");
-    let text = match (shown.is_empty(), low_waiting > 0 && kind == HookKind::Working) {
+    let low_note =
+        format!("({low_waiting} low-priority message(s) wait: check_messages when convenient.)\n");
+    let text = match (
+        shown.is_empty(),
+        low_waiting > 0 && kind == HookKind::Working,
+    ) {
         (true, _) => format!("[claudemesh] {low_note}"),
-        (false, true) => format!("{}\n{low_note}", format::messages(&shown, cfg.meshes.len() > 1)),
+        (false, true) => format!(
+            "{}\n{low_note}",
+            format::messages(&shown, cfg.meshes.len() > 1)
+        ),
         (false, false) => format::messages(&shown, cfg.meshes.len() > 1),
     };
     Some(serde_json::json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}}).to_string())

@@ -33,15 +33,27 @@ impl ClaudePaths {
     pub fn from_env() -> ClaudePaths {
         if let Some(d) = std::env::var_os("CLAUDE_CONFIG_DIR").filter(|d| !d.is_empty()) {
             let d = PathBuf::from(d);
-            return ClaudePaths { claude_json: d.join(".claude.json"), settings: d.join("settings.json") };
+            return ClaudePaths {
+                claude_json: d.join(".claude.json"),
+                settings: d.join("settings.json"),
+            };
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-        ClaudePaths { claude_json: home.join(".claude.json"), settings: home.join(".claude").join("settings.json") }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        ClaudePaths {
+            claude_json: home.join(".claude.json"),
+            settings: home.join(".claude").join("settings.json"),
+        }
     }
 }
 
 /// The hook events we register, with the `claudemesh hook` argument for each.
-pub const HOOKS: &[(&str, &str)] = &[("UserPromptSubmit", "working"), ("Stop", "idle"), ("PostToolUse", "post-tool")];
+pub const HOOKS: &[(&str, &str)] = &[
+    ("UserPromptSubmit", "working"),
+    ("Stop", "idle"),
+    ("PostToolUse", "post-tool"),
+];
 
 fn read(p: &Path) -> Result<Option<(Vec<u8>, Map<String, Value>)>, InstallError> {
     let bytes = match std::fs::read(p) {
@@ -61,7 +73,11 @@ fn read(p: &Path) -> Result<Option<(Vec<u8>, Map<String, Value>)>, InstallError>
 
 /// Write `v` if it differs from what was there; back the old file up first. Returns the
 /// backup path when a file was changed.
-fn write(p: &Path, old: Option<&[u8]>, v: &Map<String, Value>) -> Result<Option<PathBuf>, InstallError> {
+fn write(
+    p: &Path,
+    old: Option<&[u8]>,
+    v: &Map<String, Value>,
+) -> Result<Option<PathBuf>, InstallError> {
     let err = |e| InstallError::Write(p.display().to_string(), e);
     let mut new = serde_json::to_vec_pretty(&Value::Object(v.clone())).unwrap_or_default();
     new.push(b'\n');
@@ -77,7 +93,9 @@ fn write(p: &Path, old: Option<&[u8]>, v: &Map<String, Value>) -> Result<Option<
     if let Some(old) = old {
         let b = p.with_file_name(format!(
             "{}.bak-{}",
-            p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            p.file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
             crate::util::rfc3339(crate::util::now_ms()).replace(':', "")
         ));
         std::fs::write(&b, old).map_err(err)?;
@@ -94,7 +112,9 @@ fn write(p: &Path, old: Option<&[u8]>, v: &Map<String, Value>) -> Result<Option<
 }
 
 fn is_ours(cmd: &Value) -> bool {
-    cmd.get("command").and_then(Value::as_str).is_some_and(|c| c.contains("claudemesh") && c.contains(" hook "))
+    cmd.get("command")
+        .and_then(Value::as_str)
+        .is_some_and(|c| c.contains("claudemesh") && c.contains(" hook "))
 }
 
 /// What install/uninstall did.
@@ -118,7 +138,10 @@ pub fn install(paths: &ClaudePaths, exe: &Path) -> Result<Report, InstallError> 
         *servers = json!({});
     }
     if let Some(s) = servers.as_object_mut() {
-        s.insert("claudemesh".into(), json!({"type": "stdio", "command": exe_s, "args": ["mcp"], "env": {}}));
+        s.insert(
+            "claudemesh".into(),
+            json!({"type": "stdio", "command": exe_s, "args": ["mcp"], "env": {}}),
+        );
     }
     if let Some(b) = write(&paths.claude_json, old.as_deref(), &m)? {
         report.backups.push(b);
@@ -136,14 +159,20 @@ pub fn install(paths: &ClaudePaths, exe: &Path) -> Result<Report, InstallError> 
             if !list.is_array() {
                 *list = json!([]);
             }
-            let Some(groups) = list.as_array_mut() else { continue };
+            let Some(groups) = list.as_array_mut() else {
+                continue;
+            };
             // Drop our old entries (another path or version), then add the current one.
             for g in groups.iter_mut() {
                 if let Some(hs) = g.get_mut("hooks").and_then(Value::as_array_mut) {
                     hs.retain(|c| !is_ours(c));
                 }
             }
-            groups.retain(|g| g.get("hooks").and_then(Value::as_array).is_none_or(|hs| !hs.is_empty()));
+            groups.retain(|g| {
+                g.get("hooks")
+                    .and_then(Value::as_array)
+                    .is_none_or(|hs| !hs.is_empty())
+            });
             groups.push(json!({"matcher": "", "hooks": [{"type": "command", "command": format!("{exe_s} hook {arg}"), "timeout": 30}]}));
         }
     }
@@ -170,7 +199,12 @@ pub fn inspect(paths: &ClaudePaths) -> Result<Inspection, InstallError> {
         out.mcp_command = m
             .get("mcpServers")
             .and_then(|s| s.get("claudemesh"))
-            .map(|e| e.get("command").and_then(Value::as_str).unwrap_or_default().to_string());
+            .map(|e| {
+                e.get("command")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            });
     }
     if let Some((_, m)) = read(&paths.settings)? {
         for (event, _) in HOOKS {
@@ -178,7 +212,13 @@ pub fn inspect(paths: &ClaudePaths) -> Result<Inspection, InstallError> {
                 .get("hooks")
                 .and_then(|h| h.get(*event))
                 .and_then(Value::as_array)
-                .is_some_and(|groups| groups.iter().filter_map(|g| g.get("hooks").and_then(Value::as_array)).flatten().any(is_ours));
+                .is_some_and(|groups| {
+                    groups
+                        .iter()
+                        .filter_map(|g| g.get("hooks").and_then(Value::as_array))
+                        .flatten()
+                        .any(is_ours)
+                });
             if found {
                 out.hooks.push(event.to_string());
             }
@@ -210,9 +250,16 @@ pub fn uninstall(paths: &ClaudePaths) -> Result<Report, InstallError> {
                             hs.retain(|c| !is_ours(c));
                         }
                     }
-                    groups.retain(|g| g.get("hooks").and_then(Value::as_array).is_none_or(|hs| !hs.is_empty()));
+                    groups.retain(|g| {
+                        g.get("hooks")
+                            .and_then(Value::as_array)
+                            .is_none_or(|hs| !hs.is_empty())
+                    });
                 }
-                if h.get(*event).and_then(Value::as_array).is_some_and(|a| a.is_empty()) {
+                if h.get(*event)
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.is_empty())
+                {
                     h.remove(*event);
                 }
             }
@@ -230,7 +277,10 @@ mod tests {
     use super::*;
 
     fn paths(d: &Path) -> ClaudePaths {
-        ClaudePaths { claude_json: d.join(".claude.json"), settings: d.join(".claude/settings.json") }
+        ClaudePaths {
+            claude_json: d.join(".claude.json"),
+            settings: d.join(".claude/settings.json"),
+        }
     }
 
     #[test]
@@ -245,10 +295,19 @@ mod tests {
         let exe = Path::new("/usr/local/bin/claudemesh");
         let r1 = install(&p, exe).unwrap();
         assert_eq!(r1.backups.len(), 2, "both originals backed up");
-        let after1 = (std::fs::read(&p.claude_json).unwrap(), std::fs::read(&p.settings).unwrap());
+        let after1 = (
+            std::fs::read(&p.claude_json).unwrap(),
+            std::fs::read(&p.settings).unwrap(),
+        );
         let r2 = install(&p, exe).unwrap();
         assert!(r2.backups.is_empty(), "second install changes nothing");
-        assert_eq!(after1, (std::fs::read(&p.claude_json).unwrap(), std::fs::read(&p.settings).unwrap()));
+        assert_eq!(
+            after1,
+            (
+                std::fs::read(&p.claude_json).unwrap(),
+                std::fs::read(&p.settings).unwrap()
+            )
+        );
         let cj: Value = serde_json::from_slice(&after1.0).unwrap();
         assert_eq!(cj["userID"], "u1");
         assert_eq!(cj["projects"], original["projects"]);
@@ -256,8 +315,15 @@ mod tests {
         assert_eq!(cj["mcpServers"]["claudemesh"]["args"], json!(["mcp"]));
         let st: Value = serde_json::from_slice(&after1.1).unwrap();
         assert_eq!(st["model"], "x");
-        assert_eq!(st["hooks"]["Stop"].as_array().unwrap().len(), 2, "user's Stop hook kept");
-        assert!(st["hooks"]["UserPromptSubmit"][0]["hooks"][0]["command"].as_str().unwrap().ends_with("hook working"));
+        assert_eq!(
+            st["hooks"]["Stop"].as_array().unwrap().len(),
+            2,
+            "user's Stop hook kept"
+        );
+        assert!(st["hooks"]["UserPromptSubmit"][0]["hooks"][0]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("hook working"));
         uninstall(&p).unwrap();
         let cj: Value = serde_json::from_slice(&std::fs::read(&p.claude_json).unwrap()).unwrap();
         assert_eq!(cj, original);
@@ -270,9 +336,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = paths(d.path());
         std::fs::write(&p.claude_json, b"{\"mcpServers\": {,}").unwrap();
-        let e = install(&p, Path::new("/bin/claudemesh")).unwrap_err().to_string();
-        assert!(e.contains("not valid JSON") && e.contains("nothing was changed"), "{e}");
-        assert_eq!(std::fs::read(&p.claude_json).unwrap(), b"{\"mcpServers\": {,}");
+        let e = install(&p, Path::new("/bin/claudemesh"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not valid JSON") && e.contains("nothing was changed"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read(&p.claude_json).unwrap(),
+            b"{\"mcpServers\": {,}"
+        );
         assert!(!p.settings.exists());
     }
 

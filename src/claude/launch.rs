@@ -32,7 +32,10 @@ pub struct Prepared {
 
 /// `CLAUDEMESH_CLAUDE_BIN`, else `claude` on PATH.
 pub fn claude_program() -> PathBuf {
-    std::env::var_os("CLAUDEMESH_CLAUDE_BIN").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("claude"))
+    std::env::var_os("CLAUDEMESH_CLAUDE_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("claude"))
 }
 
 /// `-p`/`--print` among Claude's arguments: a non-interactive run.
@@ -57,11 +60,18 @@ pub fn prepare(plan: &LaunchPlan, exe: &std::path::Path, session_id: String) -> 
     } else {
         args.extend(["--session-id".to_string(), session_id.clone()]);
     }
-    let mcp_args = vec!["mcp".to_string(), "--message-mode".to_string(), plan.message_mode.clone()];
+    let mcp_args = vec![
+        "mcp".to_string(),
+        "--message-mode".to_string(),
+        plan.message_mode.clone(),
+    ];
     let server = serde_json::json!({"mcpServers": {"claudemesh": {"type": "stdio", "command": exe.display().to_string(), "args": mcp_args}}});
     args.extend(["--mcp-config".to_string(), server.to_string()]);
     if plan.message_mode == "push" {
-        args.extend(["--dangerously-load-development-channels".to_string(), "server:claudemesh".to_string()]);
+        args.extend([
+            "--dangerously-load-development-channels".to_string(),
+            "server:claudemesh".to_string(),
+        ]);
     }
     if plan.skip_permissions {
         args.push("--dangerously-skip-permissions".into());
@@ -69,7 +79,10 @@ pub fn prepare(plan: &LaunchPlan, exe: &std::path::Path, session_id: String) -> 
     args.extend(plan.claude_args.iter().cloned());
     let mut env = vec![
         ("CLAUDEMESH_SESSION_ID".to_string(), session_id.clone()),
-        ("CLAUDEMESH_MESSAGE_MODE".to_string(), plan.message_mode.clone()),
+        (
+            "CLAUDEMESH_MESSAGE_MODE".to_string(),
+            plan.message_mode.clone(),
+        ),
         ("MCP_TIMEOUT".to_string(), "30000".to_string()),
         ("MAX_MCP_OUTPUT_TOKENS".to_string(), "50000".to_string()),
         // Claude Code only delivers channel notifications on the handshake protocol era.
@@ -79,9 +92,17 @@ pub fn prepare(plan: &LaunchPlan, exe: &std::path::Path, session_id: String) -> 
         env.push(("CLAUDEMESH_NAME".into(), n.clone()));
     }
     if !plan.groups.is_empty() {
-        env.push(("CLAUDEMESH_GROUPS".into(), with_default_role(&plan.groups, plan.role.as_deref())));
+        env.push((
+            "CLAUDEMESH_GROUPS".into(),
+            with_default_role(&plan.groups, plan.role.as_deref()),
+        ));
     }
-    Prepared { program: claude_program(), args, env, session_id }
+    Prepared {
+        program: claude_program(),
+        args,
+        env,
+        session_id,
+    }
 }
 
 /// `a,b:lead` with a default role → `a:<role>,b:lead`.
@@ -114,35 +135,65 @@ mod tests {
 
     #[test]
     fn a_new_launch_gets_a_session_id_the_server_and_the_channel() {
-        let plan = LaunchPlan { message_mode: "push".into(), skip_permissions: true, claude_args: vec!["--model".into(), "x".into()], ..Default::default() };
-        let p = prepare(&plan, std::path::Path::new("/bin/claudemesh"), "sid-1".into());
+        let plan = LaunchPlan {
+            message_mode: "push".into(),
+            skip_permissions: true,
+            claude_args: vec!["--model".into(), "x".into()],
+            ..Default::default()
+        };
+        let p = prepare(
+            &plan,
+            std::path::Path::new("/bin/claudemesh"),
+            "sid-1".into(),
+        );
         let a = p.args.join(" ");
         assert!(a.starts_with("--session-id sid-1 --mcp-config "));
         assert!(a.contains("--dangerously-load-development-channels server:claudemesh"));
         assert!(a.ends_with("--dangerously-skip-permissions --model x"));
         assert!(p.env.contains(&("MCP_TIMEOUT".into(), "30000".into())));
-        assert!(p.env.contains(&("CLAUDEMESH_SESSION_ID".into(), "sid-1".into())));
+        assert!(p
+            .env
+            .contains(&("CLAUDEMESH_SESSION_ID".into(), "sid-1".into())));
     }
 
     #[test]
     fn resuming_keeps_the_session_id_and_inbox_mode_has_no_channel_flag() {
-        let plan = LaunchPlan { resume: Some("abc".into()), message_mode: "inbox".into(), ..Default::default() };
+        let plan = LaunchPlan {
+            resume: Some("abc".into()),
+            message_mode: "inbox".into(),
+            ..Default::default()
+        };
         let p = prepare(&plan, std::path::Path::new("/bin/claudemesh"), "abc".into());
         assert_eq!(&p.args[..2], &["--resume".to_string(), "abc".to_string()]);
-        assert!(!p.args.iter().any(|a| a == "--session-id" || a.contains("development-channels")));
+        assert!(!p
+            .args
+            .iter()
+            .any(|a| a == "--session-id" || a.contains("development-channels")));
     }
 
     #[test]
     fn print_mode_uses_the_inbox_because_claude_drops_channels_there() {
-        let plan = LaunchPlan { message_mode: "push".into(), claude_args: vec!["-p".into(), "hi".into()], ..Default::default() };
+        let plan = LaunchPlan {
+            message_mode: "push".into(),
+            claude_args: vec!["-p".into(), "hi".into()],
+            ..Default::default()
+        };
         let p = prepare(&plan, std::path::Path::new("/bin/claudemesh"), "s".into());
         assert!(!p.args.iter().any(|a| a.contains("development-channels")));
-        assert!(p.env.contains(&("CLAUDEMESH_MESSAGE_MODE".into(), "inbox".into())));
+        assert!(p
+            .env
+            .contains(&("CLAUDEMESH_MESSAGE_MODE".into(), "inbox".into())));
     }
 
     #[test]
     fn groups_take_the_default_role() {
-        assert_eq!(with_default_role("a, b:lead", Some("observer")), "a:observer,b:lead");
-        assert_eq!(parse_groups("a,b:lead"), vec![("a".into(), "member".into()), ("b".into(), "lead".into())]);
+        assert_eq!(
+            with_default_role("a, b:lead", Some("observer")),
+            "a:observer,b:lead"
+        );
+        assert_eq!(
+            parse_groups("a,b:lead"),
+            vec![("a".into(), "member".into()), ("b".into(), "lead".into())]
+        );
     }
 }

@@ -455,21 +455,29 @@ pub async fn run(cli: Cli) -> Result<()> {
     let home = Home::from_env();
     match cli.cmd {
         Cmd::Serve(c) => serve(c).await,
-        Cmd::Mesh(MeshCmd { cmd: MeshSub::Create(c) }) => mesh_create(&home, c).await,
-        Cmd::Mesh(MeshCmd { cmd: MeshSub::List(c) }) => mesh_list(c).await,
+        Cmd::Mesh(MeshCmd {
+            cmd: MeshSub::Create(c),
+        }) => mesh_create(&home, c).await,
+        Cmd::Mesh(MeshCmd {
+            cmd: MeshSub::List(c),
+        }) => mesh_list(c).await,
         Cmd::Invite(c) => invite_cmd(&home, c).await,
         Cmd::Join(c) => join(&home, c).await,
         Cmd::Whoami(c) => whoami(&home, c),
         Cmd::Peers(c) => peers(&home, c).await,
         Cmd::Send(c) => send(&home, c).await,
         Cmd::Inbox(c) => inbox(&home, c).await,
-        Cmd::Group(GroupCmd { cmd: GroupSub::Join(c) }) => {
+        Cmd::Group(GroupCmd {
+            cmd: GroupSub::Join(c),
+        }) => {
             let client = connect(&home, c.mesh.as_deref(), false).await?;
             client.join_group(&c.name, &c.role).await?;
             println!("joined @{} as {}", c.name, c.role);
             Ok(())
         }
-        Cmd::Group(GroupCmd { cmd: GroupSub::Leave(c) }) => {
+        Cmd::Group(GroupCmd {
+            cmd: GroupSub::Leave(c),
+        }) => {
             let client = connect(&home, c.mesh.as_deref(), false).await?;
             client.leave_group(&c.name).await?;
             println!("left @{}", c.name);
@@ -477,7 +485,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Status(c) => status(&home, c).await,
         Cmd::Doctor(c) => {
-            let checks = crate::claude::doctor::run(&home, &crate::claude::install::ClaudePaths::from_env()).await;
+            let checks =
+                crate::claude::doctor::run(&home, &crate::claude::install::ClaudePaths::from_env())
+                    .await;
             if c.json {
                 println!("{}", serde_json::to_string(&checks)?);
             } else {
@@ -504,7 +514,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             let exe = std::env::current_exe().context("cannot find this binary's path")?;
             let paths = crate::claude::install::ClaudePaths::from_env();
             let r = crate::claude::install::install(&paths, &exe)?;
-            println!("installed: MCP server 'claudemesh' in {} and hooks in {}", paths.claude_json.display(), paths.settings.display());
+            println!(
+                "installed: MCP server 'claudemesh' in {} and hooks in {}",
+                paths.claude_json.display(),
+                paths.settings.display()
+            );
             for b in r.backups {
                 println!("backup: {}", b.display());
             }
@@ -519,9 +533,21 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Member(MemberCmd { cmd: MemberSub::Remove(c) }) => {
-            let v = admin::call(&data_dir(c.data_dir), &AdminRequest::MemberRemove { mesh: c.mesh.clone(), name: c.name.clone() }).await?;
-            println!("removed {} from mesh '{}' ({} connection(s) closed)", c.name, c.mesh, v["disconnected"]);
+        Cmd::Member(MemberCmd {
+            cmd: MemberSub::Remove(c),
+        }) => {
+            let v = admin::call(
+                &data_dir(c.data_dir),
+                &AdminRequest::MemberRemove {
+                    mesh: c.mesh.clone(),
+                    name: c.name.clone(),
+                },
+            )
+            .await?;
+            println!(
+                "removed {} from mesh '{}' ({} connection(s) closed)",
+                c.name, c.mesh, v["disconnected"]
+            );
             Ok(())
         }
     }
@@ -533,8 +559,16 @@ async fn service(c: ServiceCmd) -> Result<()> {
     use crate::service::{self as svc, UnitOptions};
     match c.cmd {
         ServiceSub::Install(c) => {
-            let listen = c.listen.clone().unwrap_or_else(|| svc::default_listen(c.public_url.as_deref()).to_string());
-            let mut o = UnitOptions { exe: PathBuf::new(), listen, public_url: c.public_url.clone(), data_dir: c.data_dir.clone() };
+            let listen = c
+                .listen
+                .clone()
+                .unwrap_or_else(|| svc::default_listen(c.public_url.as_deref()).to_string());
+            let mut o = UnitOptions {
+                exe: PathBuf::new(),
+                listen,
+                public_url: c.public_url.clone(),
+                data_dir: c.data_dir.clone(),
+            };
             let current = std::env::current_exe().context("cannot find this binary's path")?;
             let steps = svc::plan(&mut o, &current, c.exe.clone(), &c.unit_dir, !c.no_start)?;
             if svc::hidden_from_service(&o.exe) {
@@ -544,14 +578,20 @@ async fn service(c: ServiceCmd) -> Result<()> {
                 );
             }
             if c.dry_run {
-                println!("# {}\n{}", c.unit_dir.join(svc::UNIT_NAME).display(), svc::unit(&o));
+                println!(
+                    "# {}\n{}",
+                    c.unit_dir.join(svc::UNIT_NAME).display(),
+                    svc::unit(&o)
+                );
                 println!("dry run: would");
                 for s in &steps {
                     println!("  {s}");
                 }
                 return Ok(());
             }
-            let (runs, files): (Vec<svc::Step>, Vec<svc::Step>) = steps.into_iter().partition(|s| matches!(s, svc::Step::Run(_)));
+            let (runs, files): (Vec<svc::Step>, Vec<svc::Step>) = steps
+                .into_iter()
+                .partition(|s| matches!(s, svc::Step::Run(_)));
             svc::apply(&files, &o)?;
             let unit_file = c.unit_dir.join(svc::UNIT_NAME);
             match svc::verify(&unit_file) {
@@ -568,7 +608,9 @@ async fn service(c: ServiceCmd) -> Result<()> {
             let url = format!("http://{local}");
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             loop {
-                let ok = crate::client::http::request(&url, "GET", "/health", None).await.is_ok_and(|(code, _)| code == 200);
+                let ok = crate::client::http::request(&url, "GET", "/health", None)
+                    .await
+                    .is_ok_and(|(code, _)| code == 200);
                 if ok {
                     break;
                 }
@@ -599,10 +641,18 @@ async fn service(c: ServiceCmd) -> Result<()> {
 
 async fn serve(c: ServeCmd) -> Result<()> {
     init_logging(c.log_json, "info");
-    let listen = c.listen.parse().with_context(|| format!("invalid --listen address '{}'", c.listen))?;
+    let listen = c
+        .listen
+        .parse()
+        .with_context(|| format!("invalid --listen address '{}'", c.listen))?;
     let mut cfg = Config::new(listen, c.data_dir.unwrap_or_else(broker::default_data_dir));
-    cfg.public_url = c.public_url.unwrap_or_default().trim_end_matches('/').to_string();
-    cfg.retention = parse_duration(&c.retention).ok_or_else(|| anyhow!("invalid --retention '{}'", c.retention))?;
+    cfg.public_url = c
+        .public_url
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string();
+    cfg.retention = parse_duration(&c.retention)
+        .ok_or_else(|| anyhow!("invalid --retention '{}'", c.retention))?;
     cfg.max_message_bytes = c.max_message_bytes;
     cfg.max_frame_bytes = cfg.max_frame_bytes.max(c.max_message_bytes * 2 + 64 * 1024);
     if !(c.rate_limit > 0.0) {
@@ -637,16 +687,31 @@ fn data_dir(d: Option<PathBuf>) -> PathBuf {
 }
 
 fn expiry_ms(s: &str) -> Result<u64> {
-    let d = parse_duration(s).ok_or_else(|| anyhow!("invalid --expires '{s}' (use e.g. 30m, 12h, 7d)"))?;
+    let d = parse_duration(s)
+        .ok_or_else(|| anyhow!("invalid --expires '{s}' (use e.g. 30m, 12h, 7d)"))?;
     Ok(now_ms().saturating_add(d.as_millis() as u64))
 }
 
-fn print_invite(link: &str, mesh: &str, role: Role, expires_ms: u64, uses: Option<u32>, json: bool) {
+fn print_invite(
+    link: &str,
+    mesh: &str,
+    role: Role,
+    expires_ms: u64,
+    uses: Option<u32>,
+    json: bool,
+) {
     if json {
-        println!("{}", serde_json::json!({ "invite": link, "mesh": mesh, "role": role, "expires": rfc3339(expires_ms), "uses": uses }));
+        println!(
+            "{}",
+            serde_json::json!({ "invite": link, "mesh": mesh, "role": role, "expires": rfc3339(expires_ms), "uses": uses })
+        );
     } else {
         let uses = uses.map(|u| format!(", {u} use(s)")).unwrap_or_default();
-        println!("invite for mesh '{mesh}' (role {}, expires {}{uses}):", role.as_str(), rfc3339(expires_ms));
+        println!(
+            "invite for mesh '{mesh}' (role {}, expires {}{uses}):",
+            role.as_str(),
+            rfc3339(expires_ms)
+        );
         println!("{link}");
         println!("join with: claudemesh join '{link}' --name <your-name>");
     }
@@ -658,7 +723,11 @@ async fn mesh_create(home: &Home, c: MeshCreateCmd) -> Result<()> {
     let exp = expiry_ms(&c.expires)?;
     let link = enroll::make_invite(&dir, &om, c.role, exp, c.uses).await?;
     if !c.json {
-        println!("created mesh '{}' (owner keys in {})", c.name, home.owned_path().display());
+        println!(
+            "created mesh '{}' (owner keys in {})",
+            c.name,
+            home.owned_path().display()
+        );
     }
     print_invite(&link, &c.name, c.role, exp, c.uses, c.json);
     Ok(())
@@ -675,7 +744,10 @@ async fn mesh_list(c: MeshListCmd) -> Result<()> {
         println!("no meshes yet: create one with `claudemesh mesh create NAME`");
     }
     for m in list {
-        println!("{:<20} members {:<4} peers {:<4} online {:<4} created {}", m.name, m.members, m.peers, m.peers_online, m.created);
+        println!(
+            "{:<20} members {:<4} peers {:<4} online {:<4} created {}",
+            m.name, m.members, m.peers, m.peers_online, m.created
+        );
     }
     Ok(())
 }
@@ -695,7 +767,10 @@ async fn launch(home: &Home, c: LaunchCmd) -> Result<()> {
     if let Some(inv) = &c.join {
         let name = c.name.clone().unwrap_or_else(default_name);
         let (mc, reply) = enroll::join(home, inv, &name).await?;
-        eprintln!("joined mesh '{}' as {} ({})", reply.mesh_name, reply.name, mc.broker);
+        eprintln!(
+            "joined mesh '{}' as {} ({})",
+            reply.mesh_name, reply.name, mc.broker
+        );
     }
     if home.load()?.meshes.is_empty() {
         bail!("not joined to any mesh yet: use --join <invite> or `claudemesh join`");
@@ -714,7 +789,9 @@ async fn launch(home: &Home, c: LaunchCmd) -> Result<()> {
         (None, true) => crate::mcp::session::newest_transcript(
             &std::env::var_os("CLAUDE_CONFIG_DIR")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".claude")),
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".claude")
+                }),
             &std::env::current_dir().unwrap_or_default(),
         )
         .unwrap_or_else(crate::mcp::session::generate),
@@ -734,9 +811,12 @@ async fn launch(home: &Home, c: LaunchCmd) -> Result<()> {
     let p = launch::prepare(&plan, &exe, session_id);
     let mut cmd = std::process::Command::new(&p.program);
     cmd.args(&p.args).envs(p.env.iter().map(|(k, v)| (k, v)));
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot run {} (set CLAUDEMESH_CLAUDE_BIN or put claude on PATH)", p.program.display()))?;
+    let status = cmd.status().with_context(|| {
+        format!(
+            "cannot run {} (set CLAUDEMESH_CLAUDE_BIN or put claude on PATH)",
+            p.program.display()
+        )
+    })?;
     std::process::exit(status.code().unwrap_or(1));
 }
 
@@ -748,7 +828,11 @@ async fn mcp(home: &Home, c: McpCmd) -> Result<()> {
             _ => crate::mcp::MessageMode::Inbox,
         },
     };
-    let name = c.name.or_else(|| std::env::var("CLAUDEMESH_NAME").ok().filter(|n| !n.is_empty()));
+    let name = c.name.or_else(|| {
+        std::env::var("CLAUDEMESH_NAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+    });
     if let Some(n) = &name {
         if !crate::util::valid_name(n) {
             bail!("invalid name '{n}': use 1-64 of A-Z a-z 0-9 . _ -");
@@ -757,8 +841,18 @@ async fn mcp(home: &Home, c: McpCmd) -> Result<()> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let (session_id, source) = crate::mcp::session::detect(&cwd);
     tracing::info!(session = %session_id, ?source, ?mode, "mcp server starting");
-    let groups = crate::claude::launch::parse_groups(&std::env::var("CLAUDEMESH_GROUPS").unwrap_or_default());
-    let server = crate::mcp::build(home, crate::mcp::Options { mode, session_id, name, groups })?;
+    let groups = crate::claude::launch::parse_groups(
+        &std::env::var("CLAUDEMESH_GROUPS").unwrap_or_default(),
+    );
+    let server = crate::mcp::build(
+        home,
+        crate::mcp::Options {
+            mode,
+            session_id,
+            name,
+            groups,
+        },
+    )?;
     crate::mcp::serve_stdio(server).await?;
     Ok(())
 }
@@ -767,7 +861,11 @@ async fn mcp(home: &Home, c: McpCmd) -> Result<()> {
 
 fn default_name() -> String {
     let n = std::env::var("USER").unwrap_or_default();
-    let n: String = n.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')).take(64).collect();
+    let n: String = n
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(64)
+        .collect();
     if crate::util::valid_name(&n) {
         n
     } else {
@@ -784,9 +882,20 @@ async fn join(home: &Home, c: JoinCmd) -> Result<()> {
             serde_json::json!({ "mesh": reply.mesh_name, "name": reply.name, "role": reply.role, "already_member": reply.already_member, "broker": mc.broker })
         );
     } else if reply.already_member {
-        println!("already a member of '{}' as {} ({})", reply.mesh_name, reply.name, reply.role.as_str());
+        println!(
+            "already a member of '{}' as {} ({})",
+            reply.mesh_name,
+            reply.name,
+            reply.role.as_str()
+        );
     } else {
-        println!("joined mesh '{}' as {} ({}) via {}", reply.mesh_name, reply.name, reply.role.as_str(), mc.broker);
+        println!(
+            "joined mesh '{}' as {} ({}) via {}",
+            reply.mesh_name,
+            reply.name,
+            reply.role.as_str(),
+            mc.broker
+        );
     }
     Ok(())
 }
@@ -831,7 +940,9 @@ async fn connect(home: &Home, mesh: Option<&str>, push: bool) -> Result<Client> 
     let mut opts = ClientOptions::for_session(home, &mc, "cli", &mc.name);
     opts.push = push;
     opts.request_timeout = Duration::from_secs(15);
-    let c = Client::connect(opts, Duration::from_secs(10)).await.with_context(|| format!("mesh '{}'", mc.mesh_name))?;
+    let c = Client::connect(opts, Duration::from_secs(10))
+        .await
+        .with_context(|| format!("mesh '{}'", mc.mesh_name))?;
     Ok(c)
 }
 
@@ -855,7 +966,11 @@ async fn peers(home: &Home, c: PeersCmd) -> Result<()> {
     }
     let me = client.peer_key();
     for p in peers {
-        let groups: Vec<String> = p.groups.iter().map(|g| format!("@{}:{}", g.group, g.role)).collect();
+        let groups: Vec<String> = p
+            .groups
+            .iter()
+            .map(|g| format!("@{}:{}", g.group, g.role))
+            .collect();
         println!(
             "{}{:<16} {:<8} {:<8} {:<24} {}{}",
             if p.peer_pk == me { "*" } else { " " },
@@ -864,7 +979,11 @@ async fn peers(home: &Home, c: PeersCmd) -> Result<()> {
             format!("{:?}", p.status).to_lowercase(),
             groups.join(","),
             p.hostname,
-            if p.summary.is_empty() { String::new() } else { format!("  — {}", p.summary) }
+            if p.summary.is_empty() {
+                String::new()
+            } else {
+                format!("  — {}", p.summary)
+            }
         );
     }
     Ok(())
@@ -876,13 +995,19 @@ async fn send(home: &Home, c: SendCmd) -> Result<()> {
         bail!("no target given");
     }
     let reply_to = match &c.reply_to {
-        Some(r) => Some(Id16::parse_hex(r).ok_or_else(|| anyhow!("--reply-to must be a 32-hex-digit message id"))?),
+        Some(r) => Some(
+            Id16::parse_hex(r)
+                .ok_or_else(|| anyhow!("--reply-to must be a 32-hex-digit message id"))?,
+        ),
         None => None,
     };
     let client = connect(home, c.mesh.as_deref(), false).await?;
     let r = client.send(&dests, &c.text, c.priority, reply_to).await?;
     if c.json {
-        println!("{}", serde_json::json!({ "id": r.msg_id.hex(), "recipients": r.recipients, "duplicate": r.duplicate }));
+        println!(
+            "{}",
+            serde_json::json!({ "id": r.msg_id.hex(), "recipients": r.recipients, "duplicate": r.duplicate })
+        );
     } else {
         println!("sent {} to {} recipient(s)", r.msg_id.hex(), r.recipients);
     }
@@ -891,15 +1016,30 @@ async fn send(home: &Home, c: SendCmd) -> Result<()> {
 
 fn print_messages(msgs: &[InboxMessage], json: bool) {
     if json {
-        println!("{}", serde_json::to_string(msgs).unwrap_or_else(|_| "[]".into()));
+        println!(
+            "{}",
+            serde_json::to_string(msgs).unwrap_or_else(|_| "[]".into())
+        );
         return;
     }
     if msgs.is_empty() {
         println!("no messages");
     }
     for m in msgs {
-        let reply = m.reply_to.as_ref().map(|r| format!(" (reply to {})", &r[..8.min(r.len())])).unwrap_or_default();
-        println!("[{}] {} → {} ({}){}: {}", m.sent_at, m.from, m.to, m.priority.as_str(), reply, m.text);
+        let reply = m
+            .reply_to
+            .as_ref()
+            .map(|r| format!(" (reply to {})", &r[..8.min(r.len())]))
+            .unwrap_or_default();
+        println!(
+            "[{}] {} → {} ({}){}: {}",
+            m.sent_at,
+            m.from,
+            m.to,
+            m.priority.as_str(),
+            reply,
+            m.text
+        );
         println!("    id {}", m.id);
     }
 }
@@ -940,7 +1080,11 @@ async fn inbox(home: &Home, c: InboxCmd) -> Result<()> {
 
 /// A JSON value for humans: `?` when it is missing.
 fn shown(v: &serde_json::Value) -> String {
-    if v.is_null() { "?".into() } else { v.to_string() }
+    if v.is_null() {
+        "?".into()
+    } else {
+        v.to_string()
+    }
 }
 
 async fn status(home: &Home, c: StatusCmd) -> Result<()> {
@@ -952,7 +1096,9 @@ async fn status(home: &Home, c: StatusCmd) -> Result<()> {
         let http_ms = t.elapsed().as_secs_f64() * 1000.0;
         let mut row = serde_json::json!({ "mesh": m.mesh_name, "name": m.name, "broker": m.broker, "reachable": health.is_ok() });
         if let Ok((200, body)) = &health {
-            row["broker_version"] = serde_json::from_slice::<serde_json::Value>(body).map(|v| v["version"].clone()).unwrap_or_default();
+            row["broker_version"] = serde_json::from_slice::<serde_json::Value>(body)
+                .map(|v| v["version"].clone())
+                .unwrap_or_default();
             row["http_rtt_ms"] = serde_json::json!((http_ms * 10.0).round() / 10.0);
         }
         let opts = ClientOptions::one_shot(home, m, "cli", &m.name);
@@ -967,7 +1113,8 @@ async fn status(home: &Home, c: StatusCmd) -> Result<()> {
                 }
                 if let Ok((now, next, low)) = client.unread().await {
                     row["unread"] = serde_json::json!(now + next + low);
-                    row["unread_by_priority"] = serde_json::json!({"now": now, "next": next, "low": low});
+                    row["unread_by_priority"] =
+                        serde_json::json!({"now": now, "next": next, "low": low});
                 }
                 row["connected"] = serde_json::json!(true);
                 client.close().await;
@@ -975,7 +1122,9 @@ async fn status(home: &Home, c: StatusCmd) -> Result<()> {
                 let mut sessions = Vec::new();
                 for (sid, name) in home.sessions(&m.mesh_id, 10) {
                     let o = ClientOptions::one_shot(home, m, &sid, &name);
-                    let Ok(sc) = Client::connect(o, Duration::from_secs(5)).await else { continue };
+                    let Ok(sc) = Client::connect(o, Duration::from_secs(5)).await else {
+                        continue;
+                    };
                     if let Ok((now, next, low)) = sc.unread().await {
                         sessions.push(serde_json::json!({"session_id": sid, "name": name, "unread": now + next + low}));
                     }
@@ -1010,7 +1159,12 @@ async fn status(home: &Home, c: StatusCmd) -> Result<()> {
                 shown(&r["unread"])
             );
             for x in r["sessions"].as_array().into_iter().flatten() {
-                println!("    session {} ({}): {} unread", x["name"].as_str().unwrap_or_default(), x["session_id"].as_str().unwrap_or_default(), x["unread"]);
+                println!(
+                    "    session {} ({}): {} unread",
+                    x["name"].as_str().unwrap_or_default(),
+                    x["session_id"].as_str().unwrap_or_default(),
+                    x["unread"]
+                );
             }
         } else {
             println!(

@@ -40,7 +40,8 @@ impl MeshConfig {
     }
     /// The peer identity for a session: the same session id always gives the same keys.
     pub fn peer(&self, session_id: &str) -> Identity {
-        self.member().derive(&self.mesh_id.0, &format!("session:{session_id}"))
+        self.member()
+            .derive(&self.mesh_id.0, &format!("session:{session_id}"))
     }
     /// `ws://host:port/ws` (or `wss://`) from the broker base URL.
     pub fn ws_url(&self) -> String {
@@ -94,10 +95,16 @@ impl Home {
     /// `$CLAUDEMESH_HOME`, else `~/.claudemesh`.
     pub fn from_env() -> Home {
         if let Some(d) = std::env::var_os("CLAUDEMESH_HOME").filter(|d| !d.is_empty()) {
-            return Home { dir: PathBuf::from(d) };
+            return Home {
+                dir: PathBuf::from(d),
+            };
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-        Home { dir: home.join(".claudemesh") }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Home {
+            dir: home.join(".claudemesh"),
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -110,23 +117,44 @@ impl Home {
 
     /// Where a session's seen-message ids live (client-side dedupe across restarts).
     pub fn seen_path(&self, mesh_id: &Key, session_id: &str) -> PathBuf {
-        let safe: String = session_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
-        self.dir.join("seen").join(format!("{}-{}.ids", &mesh_id.hex()[..16], safe))
+        let safe: String = session_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(64)
+            .collect();
+        self.dir
+            .join("seen")
+            .join(format!("{}-{}.ids", &mesh_id.hex()[..16], safe))
     }
 
     /// Note that a Claude Code session ran as a peer of this mesh (for `status`). The
     /// file's modification time is when it last started.
-    pub fn record_session(&self, mesh_id: &Key, session_id: &str, name: &str) -> Result<(), ConfigError> {
+    pub fn record_session(
+        &self,
+        mesh_id: &Key,
+        session_id: &str,
+        name: &str,
+    ) -> Result<(), ConfigError> {
         let dir = self.dir.join("sessions");
-        std::fs::create_dir_all(&dir).map_err(|e| ConfigError::Write(dir.display().to_string(), e))?;
-        let safe: String = session_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ConfigError::Write(dir.display().to_string(), e))?;
+        let safe: String = session_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(64)
+            .collect();
         let p = dir.join(format!("{}-{}", &mesh_id.hex()[..16], safe));
         let body = serde_json::json!({"session_id": session_id, "name": name}).to_string();
         std::fs::write(&p, body).map_err(|e| ConfigError::Write(p.display().to_string(), e))?;
         // Sessions not started for 30 days are forgotten (their peers stay reachable).
         let month = std::time::Duration::from_secs(30 * 24 * 3600);
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > month);
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > month);
             if old {
                 let _ = std::fs::remove_file(e.path());
             }
@@ -137,14 +165,21 @@ impl Home {
     /// Sessions recorded for a mesh, newest first: `(session_id, name)`.
     pub fn sessions(&self, mesh_id: &Key, limit: usize) -> Vec<(String, String)> {
         let prefix = format!("{}-", &mesh_id.hex()[..16]);
-        let Ok(rd) = std::fs::read_dir(self.dir.join("sessions")) else { return vec![] };
+        let Ok(rd) = std::fs::read_dir(self.dir.join("sessions")) else {
+            return vec![];
+        };
         let mut v: Vec<(std::time::SystemTime, String, String)> = rd
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
             .filter_map(|e| {
                 let t = e.metadata().and_then(|m| m.modified()).ok()?;
-                let j: serde_json::Value = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
-                Some((t, j["session_id"].as_str()?.to_string(), j["name"].as_str().unwrap_or_default().to_string()))
+                let j: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+                Some((
+                    t,
+                    j["session_id"].as_str()?.to_string(),
+                    j["name"].as_str().unwrap_or_default().to_string(),
+                ))
             })
             .collect();
         v.sort_by(|a, b| b.0.cmp(&a.0));
@@ -152,11 +187,19 @@ impl Home {
     }
 
     pub fn load(&self) -> Result<ClientConfig, ConfigError> {
-        read_json(&self.config_path()).map(|c| c.unwrap_or(ClientConfig { version: 1, meshes: vec![] }))
+        read_json(&self.config_path()).map(|c| {
+            c.unwrap_or(ClientConfig {
+                version: 1,
+                meshes: vec![],
+            })
+        })
     }
 
     pub fn save(&self, c: &ClientConfig) -> Result<(), ConfigError> {
-        write_private(&self.config_path(), &serde_json::to_vec_pretty(c).unwrap_or_default())
+        write_private(
+            &self.config_path(),
+            &serde_json::to_vec_pretty(c).unwrap_or_default(),
+        )
     }
 
     pub fn load_owned(&self) -> Result<Owned, ConfigError> {
@@ -164,7 +207,10 @@ impl Home {
     }
 
     pub fn save_owned(&self, o: &Owned) -> Result<(), ConfigError> {
-        write_private(&self.owned_path(), &serde_json::to_vec_pretty(o).unwrap_or_default())
+        write_private(
+            &self.owned_path(),
+            &serde_json::to_vec_pretty(o).unwrap_or_default(),
+        )
     }
 
     /// Pick a joined mesh: by name or id when given, else the only one.
@@ -176,13 +222,23 @@ impl Home {
                 .iter()
                 .find(|x| x.mesh_name == m || x.mesh_id.hex() == m)
                 .cloned()
-                .ok_or_else(|| ConfigError::Select(format!("not joined to a mesh named '{m}' (see `claudemesh whoami`)"))),
+                .ok_or_else(|| {
+                    ConfigError::Select(format!(
+                        "not joined to a mesh named '{m}' (see `claudemesh whoami`)"
+                    ))
+                }),
             None => match c.meshes.len() {
-                0 => Err(ConfigError::Select("not joined to any mesh yet: run `claudemesh join <invite>`".into())),
+                0 => Err(ConfigError::Select(
+                    "not joined to any mesh yet: run `claudemesh join <invite>`".into(),
+                )),
                 1 => Ok(c.meshes[0].clone()),
                 _ => Err(ConfigError::Select(format!(
                     "joined to several meshes ({}); pick one with --mesh",
-                    c.meshes.iter().map(|m| m.mesh_name.as_str()).collect::<Vec<_>>().join(", ")
+                    c.meshes
+                        .iter()
+                        .map(|m| m.mesh_name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))),
             },
         }
@@ -191,7 +247,9 @@ impl Home {
 
 fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<Option<T>, ConfigError> {
     match std::fs::read(p) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| ConfigError::Parse(p.display().to_string(), e)),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| ConfigError::Parse(p.display().to_string(), e)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ConfigError::Read(p.display().to_string(), e)),
     }
@@ -207,7 +265,13 @@ pub fn write_private(p: &Path, data: &[u8]) -> Result<(), ConfigError> {
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
     let tmp = p.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
     f.write_all(data).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, p).map_err(err)?;
@@ -221,14 +285,19 @@ mod tests {
     #[test]
     fn ws_url_is_derived_from_the_broker_base() {
         assert_eq!(ws_url("http://127.0.0.1:7900"), "ws://127.0.0.1:7900/ws");
-        assert_eq!(ws_url("https://mesh.example.com/"), "wss://mesh.example.com/ws");
+        assert_eq!(
+            ws_url("https://mesh.example.com/"),
+            "wss://mesh.example.com/ws"
+        );
     }
 
     #[test]
     fn config_files_are_private_and_round_trip() {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
-        let home = Home { dir: d.path().join("h") };
+        let home = Home {
+            dir: d.path().join("h"),
+        };
         let mut c = home.load().unwrap();
         assert!(c.meshes.is_empty());
         c.meshes.push(MeshConfig {
@@ -243,7 +312,11 @@ mod tests {
             joined_ms: 5,
         });
         home.save(&c).unwrap();
-        let mode = std::fs::metadata(home.config_path()).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(home.config_path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(home.load().unwrap().meshes, c.meshes);
         assert_eq!(home.select(None).unwrap().name, "alice");
@@ -253,7 +326,9 @@ mod tests {
     #[test]
     fn corrupt_config_is_a_clear_error() {
         let d = tempfile::tempdir().unwrap();
-        let home = Home { dir: d.path().to_path_buf() };
+        let home = Home {
+            dir: d.path().to_path_buf(),
+        };
         std::fs::write(home.config_path(), b"{not json").unwrap();
         let e = home.load().unwrap_err().to_string();
         assert!(e.contains("not valid claudemesh config"), "{e}");

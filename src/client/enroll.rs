@@ -28,9 +28,15 @@ pub enum EnrollError {
 
 /// Create a mesh on the broker whose admin socket lives in `data_dir`. The owner key and
 /// the mesh key are made here and saved to `home`'s owned.json; the broker gets public keys.
-pub async fn create_mesh(home: &Home, data_dir: &Path, name: &str) -> Result<OwnedMesh, EnrollError> {
+pub async fn create_mesh(
+    home: &Home,
+    data_dir: &Path,
+    name: &str,
+) -> Result<OwnedMesh, EnrollError> {
     if !valid_name(name) {
-        return Err(EnrollError::Invalid(format!("invalid mesh name '{name}': use 1-64 of A-Z a-z 0-9 . _ -")));
+        return Err(EnrollError::Invalid(format!(
+            "invalid mesh name '{name}': use 1-64 of A-Z a-z 0-9 . _ -"
+        )));
     }
     let info = admin::call(data_dir, &AdminRequest::Info).await?;
     let owner = Identity::generate();
@@ -44,9 +50,19 @@ pub async fn create_mesh(home: &Home, data_dir: &Path, name: &str) -> Result<Own
         broker: info["public_url"].as_str().unwrap_or_default().to_string(),
         created_ms: now_ms(),
     };
-    admin::call(data_dir, &AdminRequest::MeshCreate { name: name.to_string(), mesh_id: om.mesh_id, owner_pk: owner.public() }).await?;
+    admin::call(
+        data_dir,
+        &AdminRequest::MeshCreate {
+            name: name.to_string(),
+            mesh_id: om.mesh_id,
+            owner_pk: owner.public(),
+        },
+    )
+    .await?;
     let mut owned = home.load_owned()?;
-    owned.meshes.retain(|m| !(m.name == om.name && m.broker == om.broker));
+    owned
+        .meshes
+        .retain(|m| !(m.name == om.name && m.broker == om.broker));
     owned.meshes.push(om.clone());
     home.save_owned(&owned)?;
     Ok(om)
@@ -54,12 +70,17 @@ pub async fn create_mesh(home: &Home, data_dir: &Path, name: &str) -> Result<Own
 
 /// Find a mesh this machine owns, by name.
 pub fn owned_mesh(home: &Home, name: &str) -> Result<OwnedMesh, EnrollError> {
-    home.load_owned()?.meshes.into_iter().rev().find(|m| m.name == name).ok_or_else(|| {
-        EnrollError::Invalid(format!(
-            "this machine does not own a mesh named '{name}' (owner keys live in {})",
-            home.owned_path().display()
-        ))
-    })
+    home.load_owned()?
+        .meshes
+        .into_iter()
+        .rev()
+        .find(|m| m.name == name)
+        .ok_or_else(|| {
+            EnrollError::Invalid(format!(
+                "this machine does not own a mesh named '{name}' (owner keys live in {})",
+                home.owned_path().display()
+            ))
+        })
 }
 
 /// Sign an invite and register it with the broker (so uses are counted). Returns the link.
@@ -74,7 +95,13 @@ pub async fn make_invite(
     let invite_id = Id16::random();
     let info = admin::call(
         data_dir,
-        &AdminRequest::InviteRegister { mesh: om.name.clone(), invite_id, role, expires_ms, max_uses },
+        &AdminRequest::InviteRegister {
+            mesh: om.name.clone(),
+            invite_id,
+            role,
+            expires_ms,
+            max_uses,
+        },
     )
     .await?;
     if info["owner_pk"].as_str() != Some(owner.public().hex().as_str()) {
@@ -85,7 +112,10 @@ pub async fn make_invite(
     }
     let payload = invite::InvitePayload {
         v: 1,
-        broker: info["public_url"].as_str().unwrap_or(&om.broker).to_string(),
+        broker: info["public_url"]
+            .as_str()
+            .unwrap_or(&om.broker)
+            .to_string(),
         mesh_id: om.mesh_id,
         mesh: om.name.clone(),
         owner: owner.public(),
@@ -100,27 +130,46 @@ pub async fn make_invite(
 
 /// Join a mesh with an invite link: make member keys (or reuse them when this machine
 /// already joined this mesh), enroll over `POST /join`, save the config (0600).
-pub async fn join(home: &Home, link: &str, name: &str) -> Result<(MeshConfig, JoinReply), EnrollError> {
+pub async fn join(
+    home: &Home,
+    link: &str,
+    name: &str,
+) -> Result<(MeshConfig, JoinReply), EnrollError> {
     let inv = invite::parse_link(link)?;
     inv.payload.check_expiry(now_ms())?;
     let mesh_key = inv.mesh_key.ok_or(invite::InviteError::MissingSecret)?;
     if !valid_name(name) {
-        return Err(EnrollError::Invalid(format!("invalid name '{name}': use 1-64 of A-Z a-z 0-9 . _ -")));
+        return Err(EnrollError::Invalid(format!(
+            "invalid name '{name}': use 1-64 of A-Z a-z 0-9 . _ -"
+        )));
     }
     let mut cfg = home.load()?;
-    let existing = cfg.meshes.iter().find(|m| m.mesh_id == inv.payload.mesh_id).cloned();
-    let member = existing.as_ref().map(MeshConfig::member).unwrap_or_else(Identity::generate);
+    let existing = cfg
+        .meshes
+        .iter()
+        .find(|m| m.mesh_id == inv.payload.mesh_id)
+        .cloned();
+    let member = existing
+        .as_ref()
+        .map(MeshConfig::member)
+        .unwrap_or_else(Identity::generate);
     let (ms, mx) = member.secrets();
     let mut mc = MeshConfig {
         mesh_id: inv.payload.mesh_id,
         mesh_name: inv.payload.mesh.clone(),
         broker: inv.payload.broker.clone(),
-        name: existing.as_ref().map(|m| m.name.clone()).unwrap_or_else(|| name.to_string()),
+        name: existing
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| name.to_string()),
         role: inv.payload.role,
         member_secret: Key(ms),
         member_xsecret: Key(mx),
         mesh_key: Key(mesh_key),
-        joined_ms: existing.as_ref().map(|m| m.joined_ms).unwrap_or_else(now_ms),
+        joined_ms: existing
+            .as_ref()
+            .map(|m| m.joined_ms)
+            .unwrap_or_else(now_ms),
     };
     let peer = mc.peer("cli");
     let ts = now_ms();
@@ -131,7 +180,11 @@ pub async fn join(home: &Home, link: &str, name: &str) -> Result<(MeshConfig, Jo
         member_xpk: member.x_public(),
         peer_pk: peer.public(),
         peer_xpk: peer.x_public(),
-        peer_cert: member.sign(&hello::cert_bytes(&mc.mesh_id, &peer.public(), &peer.x_public())),
+        peer_cert: member.sign(&hello::cert_bytes(
+            &mc.mesh_id,
+            &peer.public(),
+            &peer.x_public(),
+        )),
         ts_ms: ts,
         sig: member.sign(&invite::join_bytes(
             &inv.payload.invite_id,
@@ -149,13 +202,19 @@ pub async fn join(home: &Home, link: &str, name: &str) -> Result<(MeshConfig, Jo
             Ok(e) => (e.error, e.message),
             Err(_) => (
                 format!("http_{status}"),
-                format!("HTTP {status}: {}", String::from_utf8_lossy(&resp).chars().take(200).collect::<String>()),
+                format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&resp)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                ),
             ),
         };
         return Err(EnrollError::Refused { code, message });
     }
-    let reply: JoinReply =
-        serde_json::from_slice(&resp).map_err(|e| EnrollError::Invalid(format!("malformed join reply: {e}")))?;
+    let reply: JoinReply = serde_json::from_slice(&resp)
+        .map_err(|e| EnrollError::Invalid(format!("malformed join reply: {e}")))?;
     mc.name = reply.name.clone();
     mc.role = reply.role;
     cfg.meshes.retain(|m| m.mesh_id != mc.mesh_id);

@@ -79,7 +79,11 @@ impl ClientOptions {
     /// A one-shot connection for a session (CLI command, hook, probe): no pushes, 5 s
     /// request timeout.
     pub fn one_shot(home: &Home, mc: &MeshConfig, session_id: &str, name: &str) -> Self {
-        ClientOptions { push: false, request_timeout: Duration::from_secs(5), ..Self::for_session(home, mc, session_id, name) }
+        ClientOptions {
+            push: false,
+            request_timeout: Duration::from_secs(5),
+            ..Self::for_session(home, mc, session_id, name)
+        }
     }
 
     /// Options for a joined mesh's session (`"cli"` is the member's default peer).
@@ -93,7 +97,9 @@ impl ClientOptions {
             name: name.to_string(),
             session_id: session_id.to_string(),
             hostname: hostname(),
-            cwd: std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
+            cwd: std::env::current_dir()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             push: true,
             status: Status::Idle,
             codec: Codec::Binary,
@@ -140,8 +146,15 @@ pub enum Inbound {
 #[derive(Debug, Clone)]
 pub enum ConnState {
     /// Not connected; `failed_attempts` counts consecutive failed tries since the last success.
-    Connecting { why: String, failed_attempts: u32 },
-    Connected { name: String, mesh_name: String, max_message_bytes: u32 },
+    Connecting {
+        why: String,
+        failed_attempts: u32,
+    },
+    Connected {
+        name: String,
+        mesh_name: String,
+        max_message_bytes: u32,
+    },
     /// The broker refused us for a reason retrying will not fix.
     Failed(ClientError),
     Closed,
@@ -170,7 +183,10 @@ impl Dest {
     }
     /// A comma-separated list.
     pub fn parse_list(s: &str) -> Vec<Dest> {
-        s.split(',').filter(|x| !x.trim().is_empty()).map(Dest::parse).collect()
+        s.split(',')
+            .filter(|x| !x.trim().is_empty())
+            .map(Dest::parse)
+            .collect()
     }
 }
 
@@ -218,13 +234,19 @@ impl Client {
     /// refused, or unreachable (an error now rather than silent retrying).
     pub async fn connect(opts: ClientOptions, wait: Duration) -> Result<Client, ClientError> {
         let c = Client::start(opts);
-        c.settled(wait, true).await.unwrap_or(Err(ClientError::Timeout(wait)))?;
+        c.settled(wait, true)
+            .await
+            .unwrap_or(Err(ClientError::Timeout(wait)))?;
         Ok(c)
     }
 
     /// Wait until the connection is up or can no longer come up (refused, closed, or — with
     /// `stop_on_failure` — one failed attempt). `None` when `wait` ran out first.
-    async fn settled(&self, wait: Duration, stop_on_failure: bool) -> Option<Result<(), ClientError>> {
+    async fn settled(
+        &self,
+        wait: Duration,
+        stop_on_failure: bool,
+    ) -> Option<Result<(), ClientError>> {
         let mut rx = self.shared.state.subscribe();
         tokio::time::timeout(wait, async {
             loop {
@@ -232,7 +254,10 @@ impl Client {
                     ConnState::Connected { .. } => return Ok(()),
                     ConnState::Failed(e) => return Err(e.clone()),
                     ConnState::Closed => return Err(ClientError::Closed),
-                    ConnState::Connecting { why, failed_attempts } if stop_on_failure && *failed_attempts > 0 => {
+                    ConnState::Connecting {
+                        why,
+                        failed_attempts,
+                    } if stop_on_failure && *failed_attempts > 0 => {
                         return Err(ClientError::NotConnected(why.clone()))
                     }
                     ConnState::Connecting { .. } => {}
@@ -251,7 +276,10 @@ impl Client {
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let seen = Seen::load(opts.seen_path.clone());
-        let (state, _) = watch::channel(ConnState::Connecting { why: "starting".into(), failed_attempts: 0 });
+        let (state, _) = watch::channel(ConnState::Connecting {
+            why: "starting".into(),
+            failed_attempts: 0,
+        });
         let keys = Mutex::new(seal::PairKeys::new(opts.peer.clone()));
         let shared = Arc::new(Shared {
             keys,
@@ -263,7 +291,12 @@ impl Client {
             inbound_tx,
         });
         let task = tokio::spawn(run(shared.clone(), out_rx));
-        Client { shared, out: out_tx, inbound: tokio::sync::Mutex::new(inbound_rx), task }
+        Client {
+            shared,
+            out: out_tx,
+            inbound: tokio::sync::Mutex::new(inbound_rx),
+            task,
+        }
     }
 
     pub fn state(&self) -> ConnState {
@@ -299,7 +332,10 @@ impl Client {
     /// connection drops mid-request, the request is retried (with a fresh id) after the
     /// reconnect until `request_timeout`; every request is idempotent (sends carry their
     /// message id, which the broker dedupes).
-    async fn request(&self, mut make: impl FnMut(ReqId) -> ClientFrame) -> Result<ServerFrame, ClientError> {
+    async fn request(
+        &self,
+        mut make: impl FnMut(ReqId) -> ClientFrame,
+    ) -> Result<ServerFrame, ClientError> {
         self.ensure_connected()?;
         let t = self.shared.opts.request_timeout;
         let deadline = tokio::time::Instant::now() + t;
@@ -307,13 +343,23 @@ impl Client {
         loop {
             let r = self.request_once(&mut make, deadline).await;
             match r {
-                Err(ClientError::Disconnected | ClientError::NotConnected(_)) if tokio::time::Instant::now() < deadline => {
+                Err(ClientError::Disconnected | ClientError::NotConnected(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
-                    let _ = self.wait_connected(deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+                    let _ = self
+                        .wait_connected(
+                            deadline.saturating_duration_since(tokio::time::Instant::now()),
+                        )
+                        .await;
                 }
-                Err(ClientError::Disconnected | ClientError::NotConnected(_)) => return Err(ClientError::Timeout(t)),
-                Ok(ServerFrame::Error { code, message, .. }) => return Err(ClientError::Refused { code, message }),
+                Err(ClientError::Disconnected | ClientError::NotConnected(_)) => {
+                    return Err(ClientError::Timeout(t))
+                }
+                Ok(ServerFrame::Error { code, message, .. }) => {
+                    return Err(ClientError::Refused { code, message })
+                }
                 other => return other,
             }
         }
@@ -343,7 +389,13 @@ impl Client {
 
     /// Look peers up by name or key (offline peers included).
     pub async fn resolve(&self, names: &[String]) -> Result<Vec<PeerInfo>, ClientError> {
-        match self.request(|id| ClientFrame::Resolve { id, names: names.to_vec() }).await? {
+        match self
+            .request(|id| ClientFrame::Resolve {
+                id,
+                names: names.to_vec(),
+            })
+            .await?
+        {
             ServerFrame::Peers { peers, .. } => Ok(peers),
             f => Err(ClientError::Unexpected(format!("{f:?}"))),
         }
@@ -364,27 +416,46 @@ impl Client {
     }
 
     pub async fn set_status(&self, status: Status) -> Result<(), ClientError> {
-        self.expect_ok(|id| ClientFrame::SetStatus { id, status }).await
+        self.expect_ok(|id| ClientFrame::SetStatus { id, status })
+            .await
     }
 
     pub async fn set_summary(&self, summary: &str) -> Result<(), ClientError> {
-        self.expect_ok(|id| ClientFrame::SetSummary { id, summary: summary.to_string() }).await
+        self.expect_ok(|id| ClientFrame::SetSummary {
+            id,
+            summary: summary.to_string(),
+        })
+        .await
     }
 
     pub async fn join_group(&self, group: &str, role: &str) -> Result<(), ClientError> {
-        self.expect_ok(|id| ClientFrame::JoinGroup { id, group: group.to_string(), role: role.to_string() }).await
+        self.expect_ok(|id| ClientFrame::JoinGroup {
+            id,
+            group: group.to_string(),
+            role: role.to_string(),
+        })
+        .await
     }
 
     pub async fn leave_group(&self, group: &str) -> Result<(), ClientError> {
-        self.expect_ok(|id| ClientFrame::LeaveGroup { id, group: group.to_string() }).await
+        self.expect_ok(|id| ClientFrame::LeaveGroup {
+            id,
+            group: group.to_string(),
+        })
+        .await
     }
 
     pub async fn set_profile(&self, profile: &Profile) -> Result<(), ClientError> {
-        self.expect_ok(|id| ClientFrame::SetProfile { id, profile: profile.clone() }).await
+        self.expect_ok(|id| ClientFrame::SetProfile {
+            id,
+            profile: profile.clone(),
+        })
+        .await
     }
 
     pub async fn set_visible(&self, visible: bool) -> Result<(), ClientError> {
-        self.expect_ok(|id| ClientFrame::SetVisible { id, visible }).await
+        self.expect_ok(|id| ClientFrame::SetVisible { id, visible })
+            .await
     }
 
     /// Messages waiting for this peer at the broker: `(now, next, low)`.
@@ -396,9 +467,19 @@ impl Client {
     }
 
     /// Per-recipient state of a message this peer sent: `(recipients, read_unnamed)`.
-    pub async fn message_status(&self, msg_id: Id16) -> Result<(Vec<RecipientStatus>, u32), ClientError> {
-        match self.request(|id| ClientFrame::MessageStatus { id, msg_id }).await? {
-            ServerFrame::MessageStatus { recipients, read_unnamed, .. } => Ok((recipients, read_unnamed)),
+    pub async fn message_status(
+        &self,
+        msg_id: Id16,
+    ) -> Result<(Vec<RecipientStatus>, u32), ClientError> {
+        match self
+            .request(|id| ClientFrame::MessageStatus { id, msg_id })
+            .await?
+        {
+            ServerFrame::MessageStatus {
+                recipients,
+                read_unnamed,
+                ..
+            } => Ok((recipients, read_unnamed)),
             f => Err(ClientError::Unexpected(format!("{f:?}"))),
         }
     }
@@ -411,9 +492,18 @@ impl Client {
     }
 
     /// Resolve, seal and send one message to one or more destinations.
-    pub async fn send(&self, dests: &[Dest], text: &str, priority: Priority, reply_to: Option<Id16>) -> Result<SendReceipt, ClientError> {
+    pub async fn send(
+        &self,
+        dests: &[Dest],
+        text: &str,
+        priority: Priority,
+        reply_to: Option<Id16>,
+    ) -> Result<SendReceipt, ClientError> {
         if dests.is_empty() {
-            return Err(ClientError::Refused { code: ErrorCode::BadRequest, message: "no target given".into() });
+            return Err(ClientError::Refused {
+                code: ErrorCode::BadRequest,
+                message: "no target given".into(),
+            });
         }
         self.ensure_connected()?;
         let names: Vec<String> = dests
@@ -423,8 +513,13 @@ impl Client {
                 _ => None,
             })
             .collect();
-        let peers = if names.is_empty() { vec![] } else { self.resolve(&names).await? };
-        self.send_resolved(dests, &peers, text, priority, reply_to).await
+        let peers = if names.is_empty() {
+            vec![]
+        } else {
+            self.resolve(&names).await?
+        };
+        self.send_resolved(dests, &peers, text, priority, reply_to)
+            .await
     }
 
     /// Seal and send to destinations whose peers were already resolved (`peers` holds the
@@ -439,13 +534,21 @@ impl Client {
         reply_to: Option<Id16>,
     ) -> Result<SendReceipt, ClientError> {
         let msg_id = Id16::random();
-        let plain = Plain { text: text.to_string(), sent_at_ms: now_ms() };
-        if let ConnState::Connected { max_message_bytes, .. } = &*self.shared.state.borrow() {
+        let plain = Plain {
+            text: text.to_string(),
+            sent_at_ms: now_ms(),
+        };
+        if let ConnState::Connected {
+            max_message_bytes, ..
+        } = &*self.shared.state.borrow()
+        {
             let size = seal::plain_len(&plain);
             if size > *max_message_bytes as usize {
                 return Err(ClientError::Refused {
                     code: ErrorCode::TooLarge,
-                    message: format!("message is {size} bytes; the limit is {max_message_bytes} bytes"),
+                    message: format!(
+                        "message is {size} bytes; the limit is {max_message_bytes} bytes"
+                    ),
                 });
             }
         }
@@ -455,33 +558,68 @@ impl Client {
         for d in dests {
             let (to, sealed) = match d {
                 Dest::Peer(_) => {
-                    let p = peer_iter.next().ok_or_else(|| ClientError::Unexpected("peer not resolved".into()))?;
-                    (Target::Peer(p.peer_pk), lock(&self.shared.keys).seal_dm(&p.peer_pk, &p.peer_xpk, &msg_id, &plain))
+                    let p = peer_iter
+                        .next()
+                        .ok_or_else(|| ClientError::Unexpected("peer not resolved".into()))?;
+                    (
+                        Target::Peer(p.peer_pk),
+                        lock(&self.shared.keys).seal_dm(&p.peer_pk, &p.peer_xpk, &msg_id, &plain),
+                    )
                 }
                 Dest::Group(g) => {
                     let t = Target::Group(g.clone());
-                    let s = seal::seal_group(&self.shared.opts.mesh_key, &me.public(), &t, &msg_id, &plain);
+                    let s = seal::seal_group(
+                        &self.shared.opts.mesh_key,
+                        &me.public(),
+                        &t,
+                        &msg_id,
+                        &plain,
+                    );
                     (t, s)
                 }
                 Dest::Broadcast => {
-                    let s = seal::seal_group(&self.shared.opts.mesh_key, &me.public(), &Target::Broadcast, &msg_id, &plain);
+                    let s = seal::seal_group(
+                        &self.shared.opts.mesh_key,
+                        &me.public(),
+                        &Target::Broadcast,
+                        &msg_id,
+                        &plain,
+                    );
                     (Target::Broadcast, s)
                 }
             };
             envelopes.push(Envelope { to, sealed });
         }
         match self
-            .request(|id| ClientFrame::Send { id, msg_id, priority, reply_to, envelopes: envelopes.clone() })
+            .request(|id| ClientFrame::Send {
+                id,
+                msg_id,
+                priority,
+                reply_to,
+                envelopes: envelopes.clone(),
+            })
             .await?
         {
-            ServerFrame::Accepted { msg_id, recipients, duplicate, .. } => Ok(SendReceipt { msg_id, recipients, duplicate }),
+            ServerFrame::Accepted {
+                msg_id,
+                recipients,
+                duplicate,
+                ..
+            } => Ok(SendReceipt {
+                msg_id,
+                recipients,
+                duplicate,
+            }),
             f => Err(ClientError::Unexpected(format!("{f:?}"))),
         }
     }
 
     /// Fetch every queued message (`low` included) not yet handed to the application.
     pub async fn pull(&self) -> Result<Vec<InboxMessage>, ClientError> {
-        let msgs = match self.request(|id| ClientFrame::Pull { id, limit: 1000 }).await? {
+        let msgs = match self
+            .request(|id| ClientFrame::Pull { id, limit: 1000 })
+            .await?
+        {
             ServerFrame::Messages { messages, .. } => messages,
             f => return Err(ClientError::Unexpected(format!("{f:?}"))),
         };
@@ -504,14 +642,19 @@ impl Client {
     /// pushed to it but not acked (the broker is the judge of what is still unread: a
     /// message another process showed and acked is not returned).
     pub async fn pull_all(&self) -> Result<Vec<InboxMessage>, ClientError> {
-        let msgs = match self.request(|id| ClientFrame::Pull { id, limit: 1000 }).await? {
+        let msgs = match self
+            .request(|id| ClientFrame::Pull { id, limit: 1000 })
+            .await?
+        {
             ServerFrame::Messages { messages, .. } => messages,
             f => return Err(ClientError::Unexpected(format!("{f:?}"))),
         };
         let mut out = Vec::new();
         for d in msgs {
             if lock(&self.shared.seen).state(&d.msg_id) == Some(true) {
-                let _ = self.out.send(ClientFrame::Ack { ids: vec![d.msg_id] });
+                let _ = self.out.send(ClientFrame::Ack {
+                    ids: vec![d.msg_id],
+                });
                 continue;
             }
             lock(&self.shared.seen).forget(&d.msg_id);
@@ -579,7 +722,11 @@ fn accept_delivery(sh: &Shared, d: Delivery) -> Accept {
     // The timestamp inside the sealed payload is the sender's own, not the broker's.
     let (text, undecryptable, sent_at_ms) = match opened {
         Ok(p) => (p.text, false, p.sent_at_ms),
-        Err(e) => (format!("[could not open this message: {e}]"), true, d.sent_at_ms),
+        Err(e) => (
+            format!("[could not open this message: {e}]"),
+            true,
+            d.sent_at_ms,
+        ),
     };
     Accept::New(InboxMessage {
         id: d.msg_id.hex(),
@@ -615,7 +762,8 @@ fn is_fatal(code: ErrorCode) -> bool {
     )
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connect and say hello. Returns the socket, the hello ack and the encoding the broker
 /// picked (binary is offered with JSON as the fallback, so a broker of another release that
@@ -626,12 +774,16 @@ async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame, Codec), ClientErr
         .ws_url
         .as_str()
         .into_client_request()
-        .map_err(|e| ClientError::Refused { code: ErrorCode::BadRequest, message: format!("bad broker URL: {e}") })?;
+        .map_err(|e| ClientError::Refused {
+            code: ErrorCode::BadRequest,
+            message: format!("bad broker URL: {e}"),
+        })?;
     let offer = match o.codec {
         Codec::Binary => OFFER_BINARY,
         Codec::Json => SUBPROTOCOL_JSON,
     };
-    req.headers_mut().insert("sec-websocket-protocol", http_header(offer));
+    req.headers_mut()
+        .insert("sec-websocket-protocol", http_header(offer));
     // The broker is trusted to size its replies sensibly (a large `peers` or `messages` reply).
     let cfg = crate::broker::http::ws_config(64 * 1024 * 1024);
     let connector = if o.ws_url.starts_with("wss://") {
@@ -640,13 +792,22 @@ async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame, Codec), ClientErr
     } else {
         None
     };
-    let connecting = tokio_tungstenite::connect_async_tls_with_config(req, Some(cfg), true, connector);
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(req, Some(cfg), true, connector);
     let (mut ws, resp) = tokio::time::timeout(Duration::from_secs(10), connecting)
         .await
         .map_err(|_| ClientError::NotConnected(format!("timed out connecting to {}", o.ws_url)))?
         .map_err(|e| ClientError::NotConnected(format!("cannot reach {}: {e}", o.ws_url)))?;
-    let picked = resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let codec = if picked == SUBPROTOCOL_BINARY { Codec::Binary } else { Codec::Json };
+    let picked = resp
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let codec = if picked == SUBPROTOCOL_BINARY {
+        Codec::Binary
+    } else {
+        Codec::Json
+    };
     let hello = make_hello(
         &o.member,
         &o.peer,
@@ -670,14 +831,24 @@ async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame, Codec), ClientErr
     let frame = match first {
         Some(Ok(WsMessage::Text(t))) => decode(codec, t.as_bytes()),
         Some(Ok(WsMessage::Binary(b))) => decode(codec, &b),
-        Some(Ok(other)) => return Err(ClientError::NotConnected(format!("unexpected {other:?} before hello ack"))),
+        Some(Ok(other)) => {
+            return Err(ClientError::NotConnected(format!(
+                "unexpected {other:?} before hello ack"
+            )))
+        }
         Some(Err(e)) => return Err(ClientError::NotConnected(e.to_string())),
-        None => return Err(ClientError::NotConnected("broker closed the connection during hello".into())),
+        None => {
+            return Err(ClientError::NotConnected(
+                "broker closed the connection during hello".into(),
+            ))
+        }
     }?;
     match frame {
         ServerFrame::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
         f @ ServerFrame::HelloAck { .. } => Ok((ws, f, codec)),
-        f => Err(ClientError::Unexpected(format!("expected hello_ack, got {f:?}"))),
+        f => Err(ClientError::Unexpected(format!(
+            "expected hello_ack, got {f:?}"
+        ))),
     }
 }
 
@@ -697,7 +868,9 @@ fn encode(codec: Codec, f: &ClientFrame) -> WsMessage {
 }
 
 fn decode(codec: Codec, b: &[u8]) -> Result<ServerFrame, ClientError> {
-    codec.decode(b).map_err(|e| ClientError::Unexpected(format!("undecodable frame from broker: {e}")))
+    codec
+        .decode(b)
+        .map_err(|e| ClientError::Unexpected(format!("undecodable frame from broker: {e}")))
 }
 
 /// The connection task: connect, hello, pump frames, reconnect.
@@ -710,14 +883,18 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
         let (mut ws, ack, codec) = match connect_once(&sh).await {
             Ok(x) => x,
             Err(ClientError::Refused { code, message }) if is_fatal(code) => {
-                sh.state.send_replace(ConnState::Failed(ClientError::Refused { code, message }));
+                sh.state
+                    .send_replace(ConnState::Failed(ClientError::Refused { code, message }));
                 fail_pending(&sh, None);
                 return;
             }
             Err(e) => {
                 let why = e.to_string();
                 tracing::debug!(error = %why, attempt, "connect failed");
-                sh.state.send_replace(ConnState::Connecting { why, failed_attempts: attempt + 1 });
+                sh.state.send_replace(ConnState::Connecting {
+                    why,
+                    failed_attempts: attempt + 1,
+                });
                 fail_pending(&sh, None);
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt = attempt.saturating_add(1);
@@ -725,8 +902,18 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
             }
         };
         attempt = 0;
-        if let ServerFrame::HelloAck { name, mesh_name, max_message_bytes, .. } = ack {
-            sh.state.send_replace(ConnState::Connected { name, mesh_name, max_message_bytes });
+        if let ServerFrame::HelloAck {
+            name,
+            mesh_name,
+            max_message_bytes,
+            ..
+        } = ack
+        {
+            sh.state.send_replace(ConnState::Connected {
+                name,
+                mesh_name,
+                max_message_bytes,
+            });
         }
         let mut written: HashSet<ReqId> = HashSet::new();
         let mut ping = tokio::time::interval(Duration::from_secs(20));
@@ -736,7 +923,11 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
         let why = loop {
             if !redelivery_acks.is_empty() {
                 let ids = std::mem::take(&mut redelivery_acks);
-                if ws.send(encode(codec, &ClientFrame::Ack { ids })).await.is_err() {
+                if ws
+                    .send(encode(codec, &ClientFrame::Ack { ids }))
+                    .await
+                    .is_err()
+                {
                     break "write failed".to_string();
                 }
             }
@@ -795,12 +986,18 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
                 }
             }
         };
-        if matches!(&*sh.state.borrow(), ConnState::Failed(_) | ConnState::Closed) {
+        if matches!(
+            &*sh.state.borrow(),
+            ConnState::Failed(_) | ConnState::Closed
+        ) {
             fail_pending(&sh, None);
             return;
         }
         tracing::debug!(reason = %why, "disconnected; reconnecting");
-        sh.state.send_replace(ConnState::Connecting { why, failed_attempts: 0 });
+        sh.state.send_replace(ConnState::Connecting {
+            why,
+            failed_attempts: 0,
+        });
         fail_pending(&sh, Some(&written));
         tokio::time::sleep(backoff(0)).await;
     }
@@ -851,9 +1048,17 @@ fn on_frame(sh: &Shared, f: ServerFrame, acks: &mut Vec<Id16>, written: &mut Has
         ServerFrame::Event(e) => {
             let _ = sh.inbound_tx.send(Inbound::Event(e));
         }
-        ServerFrame::Error { code: ErrorCode::SessionReplaced, message, .. } => {
+        ServerFrame::Error {
+            code: ErrorCode::SessionReplaced,
+            message,
+            ..
+        } => {
             // Another process took over this session: stop instead of fighting over it.
-            sh.state.send_replace(ConnState::Failed(ClientError::Refused { code: ErrorCode::SessionReplaced, message }));
+            sh.state
+                .send_replace(ConnState::Failed(ClientError::Refused {
+                    code: ErrorCode::SessionReplaced,
+                    message,
+                }));
         }
         ServerFrame::Error { code, message, .. } => {
             tracing::warn!(?code, %message, "broker error");

@@ -20,7 +20,12 @@ pub struct Seen {
 
 impl Seen {
     pub fn load(path: Option<PathBuf>) -> Seen {
-        let mut s = Seen { ids: HashMap::new(), order: Default::default(), path, lines_in_file: 0 };
+        let mut s = Seen {
+            ids: HashMap::new(),
+            order: Default::default(),
+            path,
+            lines_in_file: 0,
+        };
         if let Some(p) = &s.path {
             if let Ok(text) = std::fs::read_to_string(p) {
                 for line in text.lines() {
@@ -90,7 +95,10 @@ impl Seen {
             let _ = crate::client::config::write_private(p, out.as_bytes());
             return;
         }
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(p);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p);
         if let Ok(mut f) = f {
             let mut out = String::with_capacity(ids.len() * 33);
             for id in ids {

@@ -86,11 +86,18 @@ pub fn verify_hello(h: &Hello, now_ms: u64, window_ms: u64) -> Result<(), HelloE
     if skew > window_ms {
         return Err(HelloError::Stale(skew, window_ms));
     }
-    verify_cert(&h.member_pk, &h.mesh_id, &h.peer_pk, &h.peer_xpk, &h.cert).map_err(|_| HelloError::BadCert)?;
+    verify_cert(&h.member_pk, &h.mesh_id, &h.peer_pk, &h.peer_xpk, &h.cert)
+        .map_err(|_| HelloError::BadCert)?;
     verify(&h.peer_pk, &hello_bytes(h), &h.sig).map_err(|_| HelloError::BadSignature)
 }
 
-pub fn verify_cert(member_pk: &Key, mesh_id: &Key, peer_pk: &Key, peer_xpk: &Key, cert: &crate::proto::Sig) -> Result<(), CryptoError> {
+pub fn verify_cert(
+    member_pk: &Key,
+    mesh_id: &Key,
+    peer_pk: &Key,
+    peer_xpk: &Key,
+    cert: &crate::proto::Sig,
+) -> Result<(), CryptoError> {
     verify(member_pk, &cert_bytes(mesh_id, peer_pk, peer_xpk), cert)
 }
 
@@ -123,14 +130,23 @@ mod tests {
         let m = Identity::generate();
         let p = m.derive(b"x", "cli");
         let h = make_hello(&m, &p, &params(), 1_000_000);
-        assert!(matches!(verify_hello(&h, 1_000_000 + 60_001, 60_000), Err(HelloError::Stale(..))));
+        assert!(matches!(
+            verify_hello(&h, 1_000_000 + 60_001, 60_000),
+            Err(HelloError::Stale(..))
+        ));
         let mut renamed = h.clone();
         renamed.name = "mallory".into();
-        assert_eq!(verify_hello(&renamed, 1_000_000, 60_000), Err(HelloError::BadSignature));
+        assert_eq!(
+            verify_hello(&renamed, 1_000_000, 60_000),
+            Err(HelloError::BadSignature)
+        );
         // A peer key certified by someone else's member key.
         let other = Identity::generate();
         let mut h2 = make_hello(&other, &p, &params(), 1_000_000);
         h2.member_pk = m.public();
-        assert_eq!(verify_hello(&h2, 1_000_000, 60_000), Err(HelloError::BadCert));
+        assert_eq!(
+            verify_hello(&h2, 1_000_000, 60_000),
+            Err(HelloError::BadCert)
+        );
     }
 }

@@ -60,22 +60,36 @@ pub fn key_commit(mesh_key: &[u8; 32]) -> Key {
 pub fn create(owner: &Identity, payload: &InvitePayload, mesh_key: &[u8; 32]) -> String {
     let bytes = serde_json::to_vec(payload).unwrap_or_default();
     let sig = owner.sign(&[SIGN_DOMAIN, &bytes].concat());
-    format!("{LINK_PREFIX}{}.{}#{}", b64(&bytes), b64(&sig.0), b64(mesh_key))
+    format!(
+        "{LINK_PREFIX}{}.{}#{}",
+        b64(&bytes),
+        b64(&sig.0),
+        b64(mesh_key)
+    )
 }
 
 /// Parse and verify the signed part `<payload>.<signature>` (what the broker sees).
 /// The signature is checked against the owner key inside the payload; the broker must also
 /// check that key is the mesh's owner.
 pub fn parse_signed(signed: &str) -> Result<InvitePayload, InviteError> {
-    let (p, s) = signed.trim().split_once('.').ok_or(InviteError::Malformed("missing '.'"))?;
+    let (p, s) = signed
+        .trim()
+        .split_once('.')
+        .ok_or(InviteError::Malformed("missing '.'"))?;
     let payload_bytes = unb64(p).ok_or(InviteError::Malformed("payload is not base64url"))?;
     let sig: [u8; 64] = unb64(s)
         .and_then(|v| v.try_into().ok())
-        .ok_or(InviteError::Malformed("signature is not 64 base64url bytes"))?;
-    let payload: InvitePayload =
-        serde_json::from_slice(&payload_bytes).map_err(|_| InviteError::Malformed("payload is not invite JSON"))?;
-    verify(&payload.owner, &[SIGN_DOMAIN, &payload_bytes].concat(), &Sig(sig))
-        .map_err(|_| InviteError::BadSignature)?;
+        .ok_or(InviteError::Malformed(
+            "signature is not 64 base64url bytes",
+        ))?;
+    let payload: InvitePayload = serde_json::from_slice(&payload_bytes)
+        .map_err(|_| InviteError::Malformed("payload is not invite JSON"))?;
+    verify(
+        &payload.owner,
+        &[SIGN_DOMAIN, &payload_bytes].concat(),
+        &Sig(sig),
+    )
+    .map_err(|_| InviteError::BadSignature)?;
     Ok(payload)
 }
 
@@ -100,7 +114,11 @@ pub fn parse_link(link: &str) -> Result<Invite, InviteError> {
         }
         _ => None,
     };
-    Ok(Invite { payload, signed_part: signed.to_string(), mesh_key })
+    Ok(Invite {
+        payload,
+        signed_part: signed.to_string(),
+        mesh_key,
+    })
 }
 
 impl InvitePayload {
@@ -113,7 +131,14 @@ impl InvitePayload {
 }
 
 /// Bytes a joining member signs to prove it holds its key.
-pub fn join_bytes(invite_id: &Id16, member_pk: &Key, member_xpk: &Key, peer_pk: &Key, name: &str, ts_ms: u64) -> Vec<u8> {
+pub fn join_bytes(
+    invite_id: &Id16,
+    member_pk: &Key,
+    member_xpk: &Key,
+    peer_pk: &Key,
+    name: &str,
+    ts_ms: u64,
+) -> Vec<u8> {
     let mut b = b"claudemesh/join/v1\0".to_vec();
     b.extend_from_slice(&invite_id.0);
     b.extend_from_slice(&member_pk.0);
@@ -161,16 +186,32 @@ mod tests {
         let key = [7u8; 32];
         let link = create(&owner, &sample(&owner, &key), &key);
         let (signed, _) = link.split_once('#').unwrap();
-        assert_eq!(parse_link(&format!("{signed}#{}", b64(&[8u8; 32]))).unwrap_err(), InviteError::KeyMismatch);
+        assert_eq!(
+            parse_link(&format!("{signed}#{}", b64(&[8u8; 32]))).unwrap_err(),
+            InviteError::KeyMismatch
+        );
 
         // Re-encode the payload with an admin role but keep the old signature.
         let mut p = sample(&owner, &key);
         p.role = Role::Admin;
-        let sig = link[LINK_PREFIX.len()..].split('.').nth(1).unwrap().split('#').next().unwrap();
-        let forged = format!("{LINK_PREFIX}{}.{sig}#{}", b64(&serde_json::to_vec(&p).unwrap()), b64(&key));
+        let sig = link[LINK_PREFIX.len()..]
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .split('#')
+            .next()
+            .unwrap();
+        let forged = format!(
+            "{LINK_PREFIX}{}.{sig}#{}",
+            b64(&serde_json::to_vec(&p).unwrap()),
+            b64(&key)
+        );
         assert_eq!(parse_link(&forged).unwrap_err(), InviteError::BadSignature);
 
-        assert!(matches!(parse_link("claudemesh://join/garbage"), Err(InviteError::Malformed(_))));
+        assert!(matches!(
+            parse_link("claudemesh://join/garbage"),
+            Err(InviteError::Malformed(_))
+        ));
         assert!(matches!(parse_link(""), Err(InviteError::Malformed(_))));
     }
 
@@ -179,6 +220,9 @@ mod tests {
         let owner = Identity::generate();
         let p = sample(&owner, &[0; 32]);
         assert!(p.check_expiry(p.expires_ms - 1).is_ok());
-        assert!(matches!(p.check_expiry(p.expires_ms), Err(InviteError::Expired(_))));
+        assert!(matches!(
+            p.check_expiry(p.expires_ms),
+            Err(InviteError::Expired(_))
+        ));
     }
 }

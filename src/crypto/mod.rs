@@ -59,8 +59,14 @@ impl Identity {
         let mut ed = [0u8; 32];
         let mut x = [0u8; 32];
         // 32-byte outputs are always within HKDF-SHA256's limit.
-        let _ = hk.expand(format!("claudemesh/derive/ed25519/{label}").as_bytes(), &mut ed);
-        let _ = hk.expand(format!("claudemesh/derive/x25519/{label}").as_bytes(), &mut x);
+        let _ = hk.expand(
+            format!("claudemesh/derive/ed25519/{label}").as_bytes(),
+            &mut ed,
+        );
+        let _ = hk.expand(
+            format!("claudemesh/derive/x25519/{label}").as_bytes(),
+            &mut x,
+        );
         Identity::from_secrets(ed, x)
     }
 
@@ -130,7 +136,10 @@ mod tests {
         let id = Identity::generate();
         let sig = id.sign(b"hello");
         assert!(verify(&id.public(), b"hello", &sig).is_ok());
-        assert_eq!(verify(&id.public(), b"hellO", &sig), Err(CryptoError::BadSignature));
+        assert_eq!(
+            verify(&id.public(), b"hellO", &sig),
+            Err(CryptoError::BadSignature)
+        );
         let other = Identity::generate();
         assert!(verify(&other.public(), b"hello", &sig).is_err());
     }

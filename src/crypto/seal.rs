@@ -65,16 +65,31 @@ fn encode_plain(p: &Plain) -> Vec<u8> {
 fn seal_with(cipher: &XChaCha20Poly1305, plain: &Plain, aad: &[u8], nonce: [u8; 24]) -> Sealed {
     let msg = encode_plain(plain);
     // Encryption with a valid key and an in-memory buffer does not fail.
-    let ct = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: &msg, aad }).unwrap_or_default();
-    Sealed { nonce: Blob(nonce.to_vec().into()), ct: Blob(ct.into()) }
+    let ct = cipher
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &msg, aad })
+        .unwrap_or_default();
+    Sealed {
+        nonce: Blob(nonce.to_vec().into()),
+        ct: Blob(ct.into()),
+    }
 }
 
-fn open_with(cipher: &XChaCha20Poly1305, sealed: &Sealed, aad: &[u8]) -> Result<Plain, CryptoError> {
+fn open_with(
+    cipher: &XChaCha20Poly1305,
+    sealed: &Sealed,
+    aad: &[u8],
+) -> Result<Plain, CryptoError> {
     if sealed.nonce.0.len() != 24 {
         return Err(CryptoError::Malformed("nonce must be 24 bytes"));
     }
     let pt = cipher
-        .decrypt(XNonce::from_slice(&sealed.nonce.0), Payload { msg: &sealed.ct.0, aad })
+        .decrypt(
+            XNonce::from_slice(&sealed.nonce.0),
+            Payload {
+                msg: &sealed.ct.0,
+                aad,
+            },
+        )
         .map_err(|_| CryptoError::Decrypt)?;
     serde_json::from_slice(&pt).map_err(|_| CryptoError::Malformed("payload is not a message"))
 }
@@ -82,7 +97,11 @@ fn open_with(cipher: &XChaCha20Poly1305, sealed: &Sealed, aad: &[u8]) -> Result<
 /// The DM key shared by `me` and the peer whose X25519 key is `their_x`.
 pub fn pair_cipher(me: &Identity, their_x: &Key) -> XChaCha20Poly1305 {
     let mine = me.x_public();
-    let (lo, hi) = if mine.0 <= their_x.0 { (mine, *their_x) } else { (*their_x, mine) };
+    let (lo, hi) = if mine.0 <= their_x.0 {
+        (mine, *their_x)
+    } else {
+        (*their_x, mine)
+    };
     let mut salt = [0u8; 64];
     salt[..32].copy_from_slice(&lo.0);
     salt[32..].copy_from_slice(&hi.0);
@@ -100,7 +119,10 @@ const PAIR_CACHE_MAX: usize = 4096;
 
 impl PairKeys {
     pub fn new(me: Identity) -> Self {
-        PairKeys { me, cache: HashMap::new() }
+        PairKeys {
+            me,
+            cache: HashMap::new(),
+        }
     }
 
     pub fn identity(&self) -> &Identity {
@@ -112,37 +134,86 @@ impl PairKeys {
             self.cache.clear();
         }
         let me = &self.me;
-        self.cache.entry(*their_x).or_insert_with(|| pair_cipher(me, their_x))
+        self.cache
+            .entry(*their_x)
+            .or_insert_with(|| pair_cipher(me, their_x))
     }
 
     /// Seal a DM to the peer with keys (`rcpt_pk`, `rcpt_xpk`).
-    pub fn seal_dm(&mut self, rcpt_pk: &Key, rcpt_xpk: &Key, msg_id: &Id16, plain: &Plain) -> Sealed {
+    pub fn seal_dm(
+        &mut self,
+        rcpt_pk: &Key,
+        rcpt_xpk: &Key,
+        msg_id: &Id16,
+        plain: &Plain,
+    ) -> Sealed {
         let aad = aad(msg_id, &self.me.public(), &Target::Peer(*rcpt_pk));
-        seal_with(self.cipher(rcpt_xpk), plain, &aad, crate::util::random_bytes())
+        seal_with(
+            self.cipher(rcpt_xpk),
+            plain,
+            &aad,
+            crate::util::random_bytes(),
+        )
     }
 
     /// Open a DM addressed to us from the peer with keys (`from_pk`, `from_xpk`).
-    pub fn open_dm(&mut self, from_pk: &Key, from_xpk: &Key, msg_id: &Id16, sealed: &Sealed) -> Result<Plain, CryptoError> {
+    pub fn open_dm(
+        &mut self,
+        from_pk: &Key,
+        from_xpk: &Key,
+        msg_id: &Id16,
+        sealed: &Sealed,
+    ) -> Result<Plain, CryptoError> {
         let aad = aad(msg_id, from_pk, &Target::Peer(self.me.public()));
         open_with(self.cipher(from_xpk), sealed, &aad)
     }
 }
 
 /// Seal a DM (uncached; see [`PairKeys`] for repeated use).
-pub fn seal_dm(sender: &Identity, rcpt_pk: &Key, rcpt_xpk: &Key, msg_id: &Id16, plain: &Plain) -> Sealed {
-    seal_dm_fixed(sender, rcpt_pk, rcpt_xpk, msg_id, plain, crate::util::random_bytes())
+pub fn seal_dm(
+    sender: &Identity,
+    rcpt_pk: &Key,
+    rcpt_xpk: &Key,
+    msg_id: &Id16,
+    plain: &Plain,
+) -> Sealed {
+    seal_dm_fixed(
+        sender,
+        rcpt_pk,
+        rcpt_xpk,
+        msg_id,
+        plain,
+        crate::util::random_bytes(),
+    )
 }
 
 /// [`seal_dm`] with a caller-chosen nonce: for test vectors.
 #[doc(hidden)]
-pub fn seal_dm_fixed(sender: &Identity, rcpt_pk: &Key, rcpt_xpk: &Key, msg_id: &Id16, plain: &Plain, nonce: [u8; 24]) -> Sealed {
+pub fn seal_dm_fixed(
+    sender: &Identity,
+    rcpt_pk: &Key,
+    rcpt_xpk: &Key,
+    msg_id: &Id16,
+    plain: &Plain,
+    nonce: [u8; 24],
+) -> Sealed {
     let aad = aad(msg_id, &sender.public(), &Target::Peer(*rcpt_pk));
     seal_with(&pair_cipher(sender, rcpt_xpk), plain, &aad, nonce)
 }
 
 /// Open a DM addressed to `me` (uncached).
-pub fn open_dm(me: &Identity, from_pk: &Key, from_xpk: &Key, msg_id: &Id16, sealed: &Sealed) -> Result<Plain, CryptoError> {
-    open_with(&pair_cipher(me, from_xpk), sealed, &aad(msg_id, from_pk, &Target::Peer(me.public())))
+pub fn open_dm(
+    me: &Identity,
+    from_pk: &Key,
+    from_xpk: &Key,
+    msg_id: &Id16,
+    sealed: &Sealed,
+) -> Result<Plain, CryptoError> {
+    open_with(
+        &pair_cipher(me, from_xpk),
+        sealed,
+        &aad(msg_id, from_pk, &Target::Peer(me.public())),
+    )
 }
 
 /// The group/broadcast cipher for a mesh key.
@@ -151,19 +222,54 @@ pub fn group_cipher(mesh_key: &[u8; 32]) -> XChaCha20Poly1305 {
 }
 
 /// Seal a group or broadcast message with the mesh key.
-pub fn seal_group(mesh_key: &[u8; 32], from_pk: &Key, target: &Target, msg_id: &Id16, plain: &Plain) -> Sealed {
-    seal_group_fixed(mesh_key, from_pk, target, msg_id, plain, crate::util::random_bytes())
+pub fn seal_group(
+    mesh_key: &[u8; 32],
+    from_pk: &Key,
+    target: &Target,
+    msg_id: &Id16,
+    plain: &Plain,
+) -> Sealed {
+    seal_group_fixed(
+        mesh_key,
+        from_pk,
+        target,
+        msg_id,
+        plain,
+        crate::util::random_bytes(),
+    )
 }
 
 /// [`seal_group`] with a caller-chosen nonce: for test vectors.
 #[doc(hidden)]
-pub fn seal_group_fixed(mesh_key: &[u8; 32], from_pk: &Key, target: &Target, msg_id: &Id16, plain: &Plain, nonce: [u8; 24]) -> Sealed {
-    seal_with(&group_cipher(mesh_key), plain, &aad(msg_id, from_pk, target), nonce)
+pub fn seal_group_fixed(
+    mesh_key: &[u8; 32],
+    from_pk: &Key,
+    target: &Target,
+    msg_id: &Id16,
+    plain: &Plain,
+    nonce: [u8; 24],
+) -> Sealed {
+    seal_with(
+        &group_cipher(mesh_key),
+        plain,
+        &aad(msg_id, from_pk, target),
+        nonce,
+    )
 }
 
 /// Open a group or broadcast message with the mesh key.
-pub fn open_group(mesh_key: &[u8; 32], from_pk: &Key, target: &Target, msg_id: &Id16, sealed: &Sealed) -> Result<Plain, CryptoError> {
-    open_with(&group_cipher(mesh_key), sealed, &aad(msg_id, from_pk, target))
+pub fn open_group(
+    mesh_key: &[u8; 32],
+    from_pk: &Key,
+    target: &Target,
+    msg_id: &Id16,
+    sealed: &Sealed,
+) -> Result<Plain, CryptoError> {
+    open_with(
+        &group_cipher(mesh_key),
+        sealed,
+        &aad(msg_id, from_pk, target),
+    )
 }
 
 #[cfg(test)]
@@ -171,7 +277,10 @@ mod tests {
     use super::*;
 
     fn plain() -> Plain {
-        Plain { text: "the build is green".into(), sent_at_ms: 42 }
+        Plain {
+            text: "the build is green".into(),
+            sent_at_ms: 42,
+        }
     }
 
     #[test]
@@ -181,8 +290,14 @@ mod tests {
         let c = Identity::generate();
         let id = Id16::random();
         let s = seal_dm(&a, &b.public(), &b.x_public(), &id, &plain());
-        assert_eq!(open_dm(&b, &a.public(), &a.x_public(), &id, &s).unwrap(), plain());
-        assert_eq!(open_dm(&c, &a.public(), &a.x_public(), &id, &s), Err(CryptoError::Decrypt));
+        assert_eq!(
+            open_dm(&b, &a.public(), &a.x_public(), &id, &s).unwrap(),
+            plain()
+        );
+        assert_eq!(
+            open_dm(&c, &a.public(), &a.x_public(), &id, &s),
+            Err(CryptoError::Decrypt)
+        );
         assert!(!s.ct.0.windows(10).any(|w| w == b"build is g"));
     }
 
@@ -195,10 +310,19 @@ mod tests {
         for _ in 0..3 {
             let id = Id16::random();
             let s = ka.seal_dm(&b.public(), &b.x_public(), &id, &plain());
-            assert_eq!(kb.open_dm(&a.public(), &a.x_public(), &id, &s).unwrap(), plain());
-            assert_eq!(open_dm(&b, &a.public(), &a.x_public(), &id, &s).unwrap(), plain());
+            assert_eq!(
+                kb.open_dm(&a.public(), &a.x_public(), &id, &s).unwrap(),
+                plain()
+            );
+            assert_eq!(
+                open_dm(&b, &a.public(), &a.x_public(), &id, &s).unwrap(),
+                plain()
+            );
             let back = kb.seal_dm(&a.public(), &a.x_public(), &id, &plain());
-            assert_eq!(ka.open_dm(&b.public(), &b.x_public(), &id, &back).unwrap(), plain());
+            assert_eq!(
+                ka.open_dm(&b.public(), &b.x_public(), &id, &back).unwrap(),
+                plain()
+            );
         }
     }
 
@@ -216,9 +340,15 @@ mod tests {
         let mut ct = s.ct.0.to_vec();
         ct[0] ^= 1;
         s.ct = Blob(ct.into());
-        assert_eq!(open_dm(&b, &a.public(), &a.x_public(), &id, &s), Err(CryptoError::Decrypt));
+        assert_eq!(
+            open_dm(&b, &a.public(), &a.x_public(), &id, &s),
+            Err(CryptoError::Decrypt)
+        );
         s.nonce = Blob(vec![0; 3].into());
-        assert!(matches!(open_dm(&b, &a.public(), &a.x_public(), &id, &s), Err(CryptoError::Malformed(_))));
+        assert!(matches!(
+            open_dm(&b, &a.public(), &a.x_public(), &id, &s),
+            Err(CryptoError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -20,7 +20,16 @@ pub enum Source {
 /// Claude Code's project directory name for a working directory: every character other
 /// than an ASCII letter, digit or '-' becomes '-'.
 pub fn project_dir_name(cwd: &Path) -> String {
-    cwd.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect()
+    cwd.to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// The newest `*.jsonl` transcript's stem in `claude_home/projects/<cwd>/`.
@@ -38,7 +47,10 @@ pub fn newest_transcript(claude_home: &Path, cwd: &Path) -> Option<String> {
 
 /// Session ids we accept: 1-128 of `[A-Za-z0-9-_]` (UUIDs and friends).
 pub fn valid_session_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// A random UUIDv4-shaped id.
@@ -47,19 +59,32 @@ pub fn generate() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 fn claude_home() -> PathBuf {
     if let Some(d) = std::env::var_os("CLAUDE_CONFIG_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".claude")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".claude")
 }
 
 /// The session id for this process, and where it came from.
 pub fn detect(cwd: &Path) -> (String, Source) {
-    for (var, src) in [("CLAUDEMESH_SESSION_ID", Source::Launch), ("CLAUDE_CODE_SESSION_ID", Source::ClaudeCode)] {
+    for (var, src) in [
+        ("CLAUDEMESH_SESSION_ID", Source::Launch),
+        ("CLAUDE_CODE_SESSION_ID", Source::ClaudeCode),
+    ] {
         if let Ok(v) = std::env::var(var) {
             if valid_session_id(&v) {
                 return (v, src);
@@ -78,8 +103,14 @@ mod tests {
 
     #[test]
     fn project_dir_names_follow_claude_codes_mangling() {
-        assert_eq!(project_dir_name(Path::new("/tmp/cctest/work")), "-tmp-cctest-work");
-        assert_eq!(project_dir_name(Path::new("/home/a.b/my_proj")), "-home-a-b-my-proj");
+        assert_eq!(
+            project_dir_name(Path::new("/tmp/cctest/work")),
+            "-tmp-cctest-work"
+        );
+        assert_eq!(
+            project_dir_name(Path::new("/home/a.b/my_proj")),
+            "-home-a-b-my-proj"
+        );
     }
 
     #[test]
@@ -92,7 +123,10 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.join("22222222-bbbb.jsonl"), b"{}").unwrap();
         std::fs::write(dir.join("notes.txt"), b"").unwrap();
-        assert_eq!(newest_transcript(d.path(), cwd).as_deref(), Some("22222222-bbbb"));
+        assert_eq!(
+            newest_transcript(d.path(), cwd).as_deref(),
+            Some("22222222-bbbb")
+        );
         assert_eq!(newest_transcript(d.path(), Path::new("/elsewhere")), None);
     }
 
@@ -113,6 +147,10 @@ pub fn peer_name(member: &str, session_id: &str) -> String {
             return n;
         }
     }
-    let short: String = session_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(6).collect();
+    let short: String = session_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(6)
+        .collect();
     format!("{member}-{short}")
 }

@@ -76,9 +76,9 @@ macro_rules! fixed_serde {
                         self.visit_bytes(&b)
                     }
                     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<$t, E> {
-                        let a: [u8; $n] = v
-                            .try_into()
-                            .map_err(|_| E::custom(concat!("expected ", stringify!($n), " bytes")))?;
+                        let a: [u8; $n] = v.try_into().map_err(|_| {
+                            E::custom(concat!("expected ", stringify!($n), " bytes"))
+                        })?;
                         Ok($t(a))
                     }
                 }
@@ -91,7 +91,12 @@ macro_rules! fixed_serde {
         }
         impl fmt::Debug for $t {
             fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                write!(f, "{}({})", stringify!($t), hex::encode(&self.0[..8.min($n)]))
+                write!(
+                    f,
+                    "{}({})",
+                    stringify!($t),
+                    hex::encode(&self.0[..8.min($n)])
+                )
             }
         }
     };

@@ -101,9 +101,13 @@ mod tests {
 
     #[test]
     fn json_frames_use_readable_tags_hex_keys_and_base64_blobs() {
-        let v: serde_json::Value = serde_json::from_slice(&Codec::Json.encode(&sample_send())).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&Codec::Json.encode(&sample_send())).unwrap();
         assert_eq!(v["send"]["priority"], "now");
-        assert_eq!(v["send"]["envelopes"][0]["to"]["peer"], hex::encode([2u8; 32]));
+        assert_eq!(
+            v["send"]["envelopes"][0]["to"]["peer"],
+            hex::encode([2u8; 32])
+        );
         assert_eq!(v["send"]["envelopes"][1]["to"], "broadcast");
         assert_eq!(v["send"]["msg_id"], hex::encode([1u8; 16]));
         assert!(v["send"]["envelopes"][0]["sealed"]["ct"].is_string());

@@ -41,7 +41,9 @@ impl std::str::FromStr for Status {
             "idle" => Ok(Status::Idle),
             "working" => Ok(Status::Working),
             "dnd" => Ok(Status::Dnd),
-            _ => Err(format!("unknown status '{s}' (expected idle, working or dnd)")),
+            _ => Err(format!(
+                "unknown status '{s}' (expected idle, working or dnd)"
+            )),
         }
     }
 }
@@ -74,7 +76,9 @@ impl std::str::FromStr for Priority {
             "now" => Ok(Priority::Now),
             "next" => Ok(Priority::Next),
             "low" => Ok(Priority::Low),
-            _ => Err(format!("unknown priority '{s}' (expected now, next or low)")),
+            _ => Err(format!(
+                "unknown priority '{s}' (expected now, next or low)"
+            )),
         }
     }
 }
@@ -150,27 +154,63 @@ pub enum ClientFrame {
         envelopes: Vec<Envelope>,
     },
     /// Confirm processed deliveries; they are removed from the queue. No reply.
-    Ack { ids: Vec<Id16> },
+    Ack {
+        ids: Vec<Id16>,
+    },
     /// Fetch every queued message, `low` included. Reply: `messages`.
-    Pull { id: ReqId, limit: u32 },
-    SetStatus { id: ReqId, status: Status },
-    SetSummary { id: ReqId, summary: String },
+    Pull {
+        id: ReqId,
+        limit: u32,
+    },
+    SetStatus {
+        id: ReqId,
+        status: Status,
+    },
+    SetSummary {
+        id: ReqId,
+        summary: String,
+    },
     /// Reply: `peers` (online and offline peers of the mesh, hidden ones excluded).
-    ListPeers { id: ReqId },
+    ListPeers {
+        id: ReqId,
+    },
     /// Look peers up by name or hex key, offline ones included. Reply: `peers`.
-    Resolve { id: ReqId, names: Vec<String> },
-    JoinGroup { id: ReqId, group: String, role: String },
-    LeaveGroup { id: ReqId, group: String },
-    Ping { id: ReqId },
+    Resolve {
+        id: ReqId,
+        names: Vec<String>,
+    },
+    JoinGroup {
+        id: ReqId,
+        group: String,
+        role: String,
+    },
+    LeaveGroup {
+        id: ReqId,
+        group: String,
+    },
+    Ping {
+        id: ReqId,
+    },
     /// Replace this peer's profile. Reply: `ok`.
-    SetProfile { id: ReqId, profile: Profile },
+    SetProfile {
+        id: ReqId,
+        profile: Profile,
+    },
     /// Hidden peers are left out of peer lists, broadcasts and presence events; they still
     /// get DMs and group messages. Reply: `ok`.
-    SetVisible { id: ReqId, visible: bool },
+    SetVisible {
+        id: ReqId,
+        visible: bool,
+    },
     /// How many messages wait for this peer, by priority. Reply: `unread`.
-    Unread { id: ReqId },
+    Unread {
+        id: ReqId,
+    },
     /// Per-recipient state of a message this peer sent. Reply: `message_status`.
-    MessageStatus { id: ReqId, msg_id: Id16 },
+    MessageStatus {
+        id: ReqId,
+        msg_id: Id16,
+    },
 }
 
 /// What a peer says about itself beyond its summary.
@@ -189,7 +229,10 @@ pub struct Profile {
 
 impl Profile {
     pub fn is_empty(&self) -> bool {
-        self.avatar.is_empty() && self.title.is_empty() && self.bio.is_empty() && self.capabilities.is_empty()
+        self.avatar.is_empty()
+            && self.title.is_empty()
+            && self.bio.is_empty()
+            && self.capabilities.is_empty()
     }
 }
 
@@ -331,13 +374,29 @@ pub enum ServerFrame {
         duplicate: bool,
     },
     Deliver(Delivery),
-    Messages { id: ReqId, messages: Vec<Delivery> },
-    Peers { id: ReqId, peers: Vec<PeerInfo> },
-    Ok { id: ReqId },
-    Pong { id: ReqId, server_time_ms: u64 },
+    Messages {
+        id: ReqId,
+        messages: Vec<Delivery>,
+    },
+    Peers {
+        id: ReqId,
+        peers: Vec<PeerInfo>,
+    },
+    Ok {
+        id: ReqId,
+    },
+    Pong {
+        id: ReqId,
+        server_time_ms: u64,
+    },
     Event(Event),
     /// Messages waiting for this peer (pushed but unacknowledged ones included).
-    Unread { id: ReqId, now: u32, next: u32, low: u32 },
+    Unread {
+        id: ReqId,
+        now: u32,
+        next: u32,
+        low: u32,
+    },
     /// Per-recipient state of a sent message. `read_unnamed` counts recipients known only
     /// as read (their names were not kept across a broker restart).
     MessageStatus {

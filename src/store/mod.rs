@@ -55,7 +55,9 @@ pub enum StoreError {
     Commit(#[from] redb::CommitError),
     #[error("corrupt record in table {0}: {1}")]
     Decode(&'static str, postcard::Error),
-    #[error("data was written by a newer claudemesh (schema {0}, this build knows {SCHEMA_VERSION})")]
+    #[error(
+        "data was written by a newer claudemesh (schema {0}, this build knows {SCHEMA_VERSION})"
+    )]
     SchemaTooNew(u64),
     #[error("store writer has stopped")]
     Closed,
@@ -75,7 +77,11 @@ pub enum Op {
     PutMember(MemberRecord),
     PutPeer(PeerRecord),
     /// One accepted send: its dedupe record (under `sent_seq`) and its messages.
-    InsertMessages { sent_seq: u64, id: MsgIdRecord, msgs: Vec<Arc<StoredMessage>> },
+    InsertMessages {
+        sent_seq: u64,
+        id: MsgIdRecord,
+        msgs: Vec<Arc<StoredMessage>>,
+    },
     /// Several ops in the same transaction (all or nothing).
     Batch(Vec<Op>),
     /// Commits nothing; completes once everything submitted before it is durable.
@@ -83,9 +89,17 @@ pub enum Op {
     /// A recipient acknowledged message `seq`. With `delete_message` it was the last one
     /// (drop the message and its ack rows); otherwise record this recipient's ack.
     /// `multi`: the message had several recipients (so it may have ack rows).
-    Ack { seq: u64, peer: Key, delete_message: bool, multi: bool },
+    Ack {
+        seq: u64,
+        peer: Key,
+        delete_message: bool,
+        multi: bool,
+    },
     /// Retention: drop messages (`(seq, multi)`, with their ack rows) and dedupe records.
-    Expire { seqs: Vec<(u64, bool)>, sent: Vec<u64> },
+    Expire {
+        seqs: Vec<(u64, bool)>,
+        sent: Vec<u64>,
+    },
 }
 
 /// What runs after the op's batch committed (or failed).
@@ -165,7 +179,8 @@ impl Store {
         let st = stats.clone();
         // Completions run on their own thread, in commit order, while the writer is already
         // committing the next batch.
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<(Result<(), Arc<StoreError>>, Vec<Done>)>();
+        let (done_tx, done_rx) =
+            std::sync::mpsc::channel::<(Result<(), Arc<StoreError>>, Vec<Done>)>();
         std::thread::Builder::new()
             .name("store-done".into())
             .spawn(move || {
@@ -185,7 +200,9 @@ impl Store {
 
     /// Queue an op; `done` runs after its commit.
     pub fn submit(&self, op: Op, done: Option<Done>) {
-        if let Err(std::sync::mpsc::SendError(Msg::Op(_, Some(done)))) = self.tx.send(Msg::Op(op, done)) {
+        if let Err(std::sync::mpsc::SendError(Msg::Op(_, Some(done)))) =
+            self.tx.send(Msg::Op(op, done))
+        {
             done(Err(Arc::new(StoreError::Closed)));
         }
     }
@@ -208,9 +225,12 @@ impl Store {
     /// Queue an op and wait for its commit.
     pub async fn commit(&self, op: Op) -> Result<(), Arc<StoreError>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(op, Some(Box::new(move |r| {
-            let _ = tx.send(r);
-        })));
+        self.submit(
+            op,
+            Some(Box::new(move |r| {
+                let _ = tx.send(r);
+            })),
+        );
         rx.await.unwrap_or(Err(Arc::new(StoreError::Closed)))
     }
 }
@@ -346,7 +366,8 @@ impl<'t> Tables<'t> {
                 self.invites.insert(&i.invite_id.0[..], &enc(i)[..])?;
             }
             Op::PutMember(m) => {
-                self.members.insert(&member_key(&m.mesh_id, &m.member_pk)[..], &enc(m)[..])?;
+                self.members
+                    .insert(&member_key(&m.mesh_id, &m.member_pk)[..], &enc(m)[..])?;
             }
             Op::PutPeer(p) => {
                 self.peers.insert(&p.peer_pk.0[..], &enc(p)[..])?;
@@ -356,10 +377,17 @@ impl<'t> Tables<'t> {
                 for msg in msgs {
                     self.messages.insert(msg.seq, &enc(&**msg)[..])?;
                 }
-                stats.messages.fetch_add(msgs.len() as u64, Ordering::Relaxed);
+                stats
+                    .messages
+                    .fetch_add(msgs.len() as u64, Ordering::Relaxed);
             }
             Op::Flush => {}
-            Op::Ack { seq, peer, delete_message, multi } => {
+            Op::Ack {
+                seq,
+                peer,
+                delete_message,
+                multi,
+            } => {
                 if *delete_message {
                     self.messages.remove(*seq)?;
                     if *multi {
@@ -389,7 +417,13 @@ const MAX_BATCH: usize = 4096;
 
 type DoneSender = std::sync::mpsc::Sender<(Result<(), Arc<StoreError>>, Vec<Done>)>;
 
-fn writer(db: Database, path: std::path::PathBuf, rx: std::sync::mpsc::Receiver<Msg>, stats: Arc<StoreStats>, done_tx: DoneSender) {
+fn writer(
+    db: Database,
+    path: std::path::PathBuf,
+    rx: std::sync::mpsc::Receiver<Msg>,
+    stats: Arc<StoreStats>,
+    done_tx: DoneSender,
+) {
     let mut db = Some(db);
     let mut reopen_error = String::new();
     let mut batch: Vec<(Op, Option<Done>)> = Vec::with_capacity(256);
@@ -446,18 +480,30 @@ fn writer(db: Database, path: std::path::PathBuf, rx: std::sync::mpsc::Receiver<
     }
     drop(db);
     // Anything sent after close is refused.
-    let refused: Vec<Done> = rx.try_iter().filter_map(|m| if let Msg::Op(_, d) = m { d } else { None }).collect();
+    let refused: Vec<Done> = rx
+        .try_iter()
+        .filter_map(|m| if let Msg::Op(_, d) = m { d } else { None })
+        .collect();
     if !refused.is_empty() {
         let _ = done_tx.send((Err(Arc::new(StoreError::Closed)), refused));
     }
     // Close is reported after every earlier completion has run.
     if let Some(tx) = closing {
-        let _ = done_tx.send((Ok(()), vec![Box::new(move |_| { let _ = tx.send(()); })]));
+        let _ = done_tx.send((
+            Ok(()),
+            vec![Box::new(move |_| {
+                let _ = tx.send(());
+            })],
+        ));
     }
     tracing::debug!("store writer stopped");
 }
 
-fn write_batch(db: &Database, batch: &[(Op, Option<Done>)], stats: &StoreStats) -> Result<(), StoreError> {
+fn write_batch(
+    db: &Database,
+    batch: &[(Op, Option<Done>)],
+    stats: &StoreStats,
+) -> Result<(), StoreError> {
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate);
     {
@@ -487,7 +533,10 @@ mod tests {
             target: Target::Broadcast,
             priority: Priority::Next,
             reply_to: None,
-            sealed: Sealed { nonce: Blob(vec![0; 24].into()), ct: Blob(vec![9; 40].into()) },
+            sealed: Sealed {
+                nonce: Blob(vec![0; 24].into()),
+                ct: Blob(vec![9; 40].into()),
+            },
             sent_at_ms: 1,
             expires_at_ms: 2,
             recipients,
@@ -495,7 +544,12 @@ mod tests {
     }
 
     fn idrec(n: u8) -> MsgIdRecord {
-        MsgIdRecord { from: Key([2; 32]), msg_id: Id16([n; 16]), expires_ms: 9, recipients: 3 }
+        MsgIdRecord {
+            from: Key([2; 32]),
+            msg_id: Id16([n; 16]),
+            expires_ms: 9,
+            recipients: 3,
+        }
     }
 
     #[tokio::test]
@@ -523,22 +577,49 @@ mod tests {
             })
             .await
             .unwrap();
-            s.commit(Op::Ack { seq: 3, peer: p1, delete_message: true, multi: false }).await.unwrap();
-            s.commit(Op::Ack { seq: 2, peer: p1, delete_message: false, multi: true }).await.unwrap();
+            s.commit(Op::Ack {
+                seq: 3,
+                peer: p1,
+                delete_message: true,
+                multi: false,
+            })
+            .await
+            .unwrap();
+            s.commit(Op::Ack {
+                seq: 2,
+                peer: p1,
+                delete_message: false,
+                multi: true,
+            })
+            .await
+            .unwrap();
             s.close().await;
         }
         let (s, l) = Store::open(d.path()).unwrap();
         assert_eq!(l.members.len(), 1);
         assert_eq!(l.messages, vec![msg(2, vec![p1, p2])]);
         assert_eq!(l.acked, vec![(2, p1)]);
-        assert_eq!(l.sent, vec![(1, idrec(1))], "dedupe records outlive delivery");
+        assert_eq!(
+            l.sent,
+            vec![(1, idrec(1))],
+            "dedupe records outlive delivery"
+        );
         // The last ack drops the message and its ack rows.
-        s.commit(Op::Ack { seq: 2, peer: p2, delete_message: true, multi: true }).await.unwrap();
+        s.commit(Op::Ack {
+            seq: 2,
+            peer: p2,
+            delete_message: true,
+            multi: true,
+        })
+        .await
+        .unwrap();
         s.close().await;
         let (s, l) = Store::open(d.path()).unwrap();
         assert!(l.messages.is_empty() && l.acked.is_empty());
         s.close().await;
-        assert!(matches!(s.commit(Op::Flush).await.map_err(|e| e.to_string()), Err(m) if m.contains("stopped")));
+        assert!(
+            matches!(s.commit(Op::Flush).await.map_err(|e| e.to_string()), Err(m) if m.contains("stopped"))
+        );
     }
 
     #[tokio::test]
@@ -549,15 +630,22 @@ mod tests {
         for i in 0..500u64 {
             let s = s.clone();
             waits.push(tokio::spawn(async move {
-                s.commit(Op::InsertMessages { sent_seq: 2 * i + 1, id: idrec(i as u8), msgs: vec![Arc::new(msg(2 * i + 2, vec![Key([1; 32])]))] })
-                    .await
+                s.commit(Op::InsertMessages {
+                    sent_seq: 2 * i + 1,
+                    id: idrec(i as u8),
+                    msgs: vec![Arc::new(msg(2 * i + 2, vec![Key([1; 32])]))],
+                })
+                .await
             }));
         }
         for w in waits {
             w.await.unwrap().unwrap();
         }
         let commits = s.stats.commits.load(Ordering::Relaxed);
-        assert!(commits < 500, "group commit batches ops ({commits} commits for 500 ops)");
+        assert!(
+            commits < 500,
+            "group commit batches ops ({commits} commits for 500 ops)"
+        );
         s.close().await;
     }
 
@@ -567,7 +655,10 @@ mod tests {
         {
             let db = Database::create(d.path().join("claudemesh.redb")).unwrap();
             let tx = db.begin_write().unwrap();
-            tx.open_table(META).unwrap().insert("schema_version", SCHEMA_VERSION + 1).unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert("schema_version", SCHEMA_VERSION + 1)
+                .unwrap();
             tx.commit().unwrap();
         }
         let e = Store::open(d.path()).err().unwrap().to_string();
@@ -585,7 +676,10 @@ mod tests {
             member_pk: Key([9; 32]),
             name: "bob".into(),
             session_id: "s1".into(),
-            groups: vec![GroupRole { group: "eng".into(), role: "lead".into() }],
+            groups: vec![GroupRole {
+                group: "eng".into(),
+                role: "lead".into(),
+            }],
             summary: "tests".into(),
             hostname: "h".into(),
             cwd: "/w".into(),
@@ -595,13 +689,21 @@ mod tests {
         {
             let db = Database::create(d.path().join("claudemesh.redb")).unwrap();
             let tx = db.begin_write().unwrap();
-            tx.open_table(META).unwrap().insert("schema_version", 1u64).unwrap();
-            tx.open_table(PEERS).unwrap().insert(old.peer_pk.0.as_slice(), enc(&old).as_slice()).unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert("schema_version", 1u64)
+                .unwrap();
+            tx.open_table(PEERS)
+                .unwrap()
+                .insert(old.peer_pk.0.as_slice(), enc(&old).as_slice())
+                .unwrap();
             tx.commit().unwrap();
         }
         let (s, l) = Store::open(d.path()).unwrap();
         assert_eq!(l.peers, vec![PeerRecord::from(old.clone())]);
-        assert!(l.peers[0].visible && l.peers[0].profile.is_empty() && l.peers[0].summary == "tests");
+        assert!(
+            l.peers[0].visible && l.peers[0].profile.is_empty() && l.peers[0].summary == "tests"
+        );
         s.close().await;
         // Reopening reads the migrated rows as they are.
         let (s, l) = Store::open(d.path()).unwrap();

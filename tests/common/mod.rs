@@ -42,12 +42,29 @@ impl Mesh {
         tweak(&mut cfg);
         let server = Server::start(cfg.clone()).await.unwrap();
         cfg.listen = server.addr; // restarts reuse the port, so invites stay valid
-        let owner_home = Home { dir: tmp.path().join("owner") };
-        let owned = enroll::create_mesh(&owner_home, &cfg.data_dir, "team").await.unwrap();
-        let invite = enroll::make_invite(&cfg.data_dir, &owned, Role::Member, claudemesh::util::now_ms() + 3_600_000, None)
+        let owner_home = Home {
+            dir: tmp.path().join("owner"),
+        };
+        let owned = enroll::create_mesh(&owner_home, &cfg.data_dir, "team")
             .await
             .unwrap();
-        Mesh { tmp, server: Some(server), cfg, owner_home, owned, invite }
+        let invite = enroll::make_invite(
+            &cfg.data_dir,
+            &owned,
+            Role::Member,
+            claudemesh::util::now_ms() + 3_600_000,
+            None,
+        )
+        .await
+        .unwrap();
+        Mesh {
+            tmp,
+            server: Some(server),
+            cfg,
+            owner_home,
+            owned,
+            invite,
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -60,9 +77,15 @@ impl Mesh {
 
     /// Enroll a member named `name` with its own client home.
     pub async fn member(&self, name: &str) -> Member {
-        let home = Home { dir: self.tmp.path().join(format!("home-{name}")) };
+        let home = Home {
+            dir: self.tmp.path().join(format!("home-{name}")),
+        };
         let (mc, _) = enroll::join(&home, &self.invite, name).await.unwrap();
-        Member { home, mc, name: name.to_string() }
+        Member {
+            home,
+            mc,
+            name: name.to_string(),
+        }
     }
 
     pub async fn stop(&mut self) {
@@ -129,7 +152,12 @@ pub async fn next_message(c: &Client, d: Duration) -> Option<InboxMessage> {
 pub async fn messages_within(c: &Client, d: Duration) -> Vec<InboxMessage> {
     let mut v = Vec::new();
     let deadline = tokio::time::Instant::now() + d;
-    while let Some(m) = next_message(c, deadline.saturating_duration_since(tokio::time::Instant::now())).await {
+    while let Some(m) = next_message(
+        c,
+        deadline.saturating_duration_since(tokio::time::Instant::now()),
+    )
+    .await
+    {
         v.push(m);
     }
     v
@@ -157,9 +185,14 @@ impl Proxy {
         let (c2, s2, g2) = (cut.clone(), stall.clone(), generation.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((inbound, _)) = l.accept().await else { return };
-                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else { continue };
-                let (cut, stall, gen, stall_down) = (c2.clone(), s2.clone(), g2.clone(), sd2.clone());
+                let Ok((inbound, _)) = l.accept().await else {
+                    return;
+                };
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (cut, stall, gen, stall_down) =
+                    (c2.clone(), s2.clone(), g2.clone(), sd2.clone());
                 let my_gen = gen.load(Ordering::SeqCst);
                 tokio::spawn(async move {
                     let (mut ri, mut wi) = inbound.into_split();
@@ -168,31 +201,53 @@ impl Proxy {
                         let mut buf = vec![0u8; 16 * 1024];
                         loop {
                             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                            let n = match ri.read(&mut buf).await { Ok(0) | Err(_) => return, Ok(n) => n };
-                            if stall.load(Ordering::SeqCst) { continue; }
-                            if wo.write_all(&buf[..n]).await.is_err() { return; }
+                            let n = match ri.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if stall.load(Ordering::SeqCst) {
+                                continue;
+                            }
+                            if wo.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
                         }
                     };
                     let down = async {
                         let mut buf = vec![0u8; 16 * 1024];
                         loop {
                             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                            let n = match ro.read(&mut buf).await { Ok(0) | Err(_) => return, Ok(n) => n };
-                            if stall_down.load(Ordering::SeqCst) { continue; }
-                            if wi.write_all(&buf[..n]).await.is_err() { return; }
+                            let n = match ro.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if stall_down.load(Ordering::SeqCst) {
+                                continue;
+                            }
+                            if wi.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
                         }
                     };
                     let cut_wait = async {
                         loop {
                             cut.notified().await;
-                            if gen.load(Ordering::SeqCst) > my_gen { return; }
+                            if gen.load(Ordering::SeqCst) > my_gen {
+                                return;
+                            }
                         }
                     };
                     tokio::select! { _ = up => {}, _ = down => {}, _ = cut_wait => {} }
                 });
             }
         });
-        Proxy { addr, cut, stall, stall_down, generation }
+        Proxy {
+            addr,
+            cut,
+            stall,
+            stall_down,
+            generation,
+        }
     }
 
     /// Drop every connection open now.
@@ -216,7 +271,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -229,17 +286,24 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-pub type RawWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A bare WebSocket to the broker, speaking JSON text frames (no project client code).
 pub async fn raw_ws(addr: SocketAddr) -> RawWs {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
     ws
 }
 
 pub async fn send_text(ws: &mut RawWs, text: impl Into<String>) {
     use futures_util::SinkExt;
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(text.into().into())).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        text.into().into(),
+    ))
+    .await
+    .unwrap();
 }
 
 /// Next JSON frame from the broker, or `None` when the connection closed (or nothing came
@@ -250,8 +314,12 @@ pub async fn recv_json(ws: &mut RawWs, d: Duration) -> Option<serde_json::Value>
     loop {
         let m = tokio::time::timeout_at(deadline, ws.next()).await.ok()??;
         match m {
-            Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => return serde_json::from_str(t.as_str()).ok(),
-            Ok(tokio_tungstenite::tungstenite::Message::Binary(b)) => return serde_json::from_slice(&b).ok(),
+            Ok(tokio_tungstenite::tungstenite::Message::Text(t)) => {
+                return serde_json::from_str(t.as_str()).ok()
+            }
+            Ok(tokio_tungstenite::tungstenite::Message::Binary(b)) => {
+                return serde_json::from_slice(&b).ok()
+            }
             Ok(tokio_tungstenite::tungstenite::Message::Close(_)) | Err(_) => return None,
             Ok(_) => continue,
         }
@@ -265,7 +333,9 @@ pub async fn closed_within(ws: &mut RawWs, d: Duration) -> bool {
     loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => return false,
-            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))) => return true,
+            Ok(None)
+            | Ok(Some(Err(_)))
+            | Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))) => return true,
             Ok(Some(Ok(_))) => continue,
         }
     }

@@ -72,7 +72,16 @@ pub fn conversation_text(body: &Value) -> String {
 }
 
 fn sse(events: &[Value]) -> String {
-    events.iter().map(|e| format!("event: {}\ndata: {}\n\n", e["type"].as_str().unwrap_or(""), e)).collect()
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "event: {}\ndata: {}\n\n",
+                e["type"].as_str().unwrap_or(""),
+                e
+            )
+        })
+        .collect()
 }
 
 fn stream_reply(model: &str, n: usize, reply: &Reply) -> String {
@@ -83,7 +92,11 @@ fn stream_reply(model: &str, n: usize, reply: &Reply) -> String {
             json!({"type":"input_json_delta","partial_json":input.to_string()}),
             "tool_use",
         ),
-        Reply::Text(t) => (json!({"type":"text","text":""}), json!({"type":"text_delta","text":t}), "end_turn"),
+        Reply::Text(t) => (
+            json!({"type":"text","text":""}),
+            json!({"type":"text_delta","text":t}),
+            "end_turn",
+        ),
     };
     sse(&[
         start,
@@ -101,23 +114,36 @@ impl FakeApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let (reqs, counter) = (requests.clone(), Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+        let (reqs, counter) = (
+            requests.clone(),
+            Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        );
         let task = tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else { return };
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let (script, reqs, counter) = (script.clone(), reqs.clone(), counter.clone());
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (script, reqs, counter) = (script.clone(), reqs.clone(), counter.clone());
-                        async move { Ok::<_, hyper::Error>(handle(req, script, reqs, counter).await) }
-                    });
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let (script, reqs, counter) =
+                                (script.clone(), reqs.clone(), counter.clone());
+                            async move {
+                                Ok::<_, hyper::Error>(handle(req, script, reqs, counter).await)
+                            }
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(sock), svc)
                         .await;
                 });
             }
         });
-        FakeApi { url, requests, task }
+        FakeApi {
+            url,
+            requests,
+            task,
+        }
     }
 
     pub fn requests(&self) -> Vec<Value> {
@@ -133,7 +159,12 @@ async fn handle(
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let is_post = req.method() == hyper::Method::POST;
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let respond = |status: u16, ctype: &str, body: String| {
         Response::builder()
             .status(status)
@@ -142,26 +173,41 @@ async fn handle(
             .unwrap()
     };
     if !is_post || !path.starts_with("/v1/messages") {
-        return respond(404, "application/json", r#"{"type":"error","error":{"type":"not_found_error","message":"not here"}}"#.into());
+        return respond(
+            404,
+            "application/json",
+            r#"{"type":"error","error":{"type":"not_found_error","message":"not here"}}"#.into(),
+        );
     }
     if path.starts_with("/v1/messages/count_tokens") {
         return respond(200, "application/json", r#"{"input_tokens":10}"#.into());
     }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-        return respond(400, "application/json", r#"{"type":"error","error":{"type":"invalid_request_error","message":"bad json"}}"#.into());
+        return respond(
+            400,
+            "application/json",
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"bad json"}}"#
+                .into(),
+        );
     };
     let model = v["model"].as_str().unwrap_or("claude-x").to_string();
     let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let main = v["stream"] == true && v["tools"].as_array().is_some_and(|t| !t.is_empty());
     if !main {
         if v["stream"] == true {
-            return respond(200, "text/event-stream", stream_reply(&model, n, &Reply::Text("ok".into())));
+            return respond(
+                200,
+                "text/event-stream",
+                stream_reply(&model, n, &Reply::Text("ok".into())),
+            );
         }
         let m = json!({"id":format!("msg_{n}"),"type":"message","role":"assistant","model":model,"content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1}});
         return respond(200, "application/json", m.to_string());
     }
     reqs.lock().unwrap().push(v.clone());
     let s = step(&v);
-    let reply = tokio::task::spawn_blocking(move || script(s, &v)).await.unwrap_or(Reply::Text("script failed".into()));
+    let reply = tokio::task::spawn_blocking(move || script(s, &v))
+        .await
+        .unwrap_or(Reply::Text("script failed".into()));
     respond(200, "text/event-stream", stream_reply(&model, n, &reply))
 }

@@ -1,7 +1,10 @@
 //! Delivery: accepting a send (validate → commit → queue → push → `accepted`), pushing with
 //! priority gating and a per-connection in-flight window, acks, and pulls.
 
-use super::{refuse, reply_conn, send_on, Few, Hub, MsgEntry, Pending, Refusal, SentId, Session, State, MAX_INFLIGHT};
+use super::{
+    refuse, reply_conn, send_on, Few, Hub, MsgEntry, Pending, Refusal, SentId, Session, State,
+    MAX_INFLIGHT,
+};
 use crate::proto::*;
 use crate::store::*;
 use crate::util::{now_ms, valid_group};
@@ -31,20 +34,35 @@ impl Hub {
         reply_to: Option<Id16>,
         envelopes: Vec<Envelope>,
     ) {
-        let (sent_seq, rec, batch) = match self.prepare_send(s, id, msg_id, priority, reply_to, envelopes) {
-            Ok(Prepared::Duplicate(recipients)) => {
-                return self.reply(s, &ServerFrame::Accepted { id, msg_id, recipients, duplicate: true })
-            }
-            Ok(Prepared::Waiting) => return,
-            Ok(Prepared::Store(seq, rec, batch)) => (seq, rec, batch),
-            Err(e) => return self.reply(s, &ServerFrame::error(Some(id), e.code, e.message)),
-        };
+        let (sent_seq, rec, batch) =
+            match self.prepare_send(s, id, msg_id, priority, reply_to, envelopes) {
+                Ok(Prepared::Duplicate(recipients)) => {
+                    return self.reply(
+                        s,
+                        &ServerFrame::Accepted {
+                            id,
+                            msg_id,
+                            recipients,
+                            duplicate: true,
+                        },
+                    )
+                }
+                Ok(Prepared::Waiting) => return,
+                Ok(Prepared::Store(seq, rec, batch)) => (seq, rec, batch),
+                Err(e) => return self.reply(s, &ServerFrame::error(Some(id), e.code, e.message)),
+            };
         let hub = self.clone();
         let sess = *s;
         let done_batch = batch.clone();
         self.store.submit(
-            Op::InsertMessages { sent_seq, id: rec, msgs: batch },
-            Some(Box::new(move |res| hub.finish_send(&sess, id, msg_id, done_batch, res))),
+            Op::InsertMessages {
+                sent_seq,
+                id: rec,
+                msgs: batch,
+            },
+            Some(Box::new(move |res| {
+                hub.finish_send(&sess, id, msg_id, done_batch, res)
+            })),
         );
     }
 
@@ -61,14 +79,20 @@ impl Hub {
             return refuse(ErrorCode::BadRequest, "send has no envelopes");
         }
         if envelopes.len() > self.cfg.max_envelopes {
-            return refuse(ErrorCode::BadRequest, format!("send has more than {} envelopes", self.cfg.max_envelopes));
+            return refuse(
+                ErrorCode::BadRequest,
+                format!("send has more than {} envelopes", self.cfg.max_envelopes),
+            );
         }
         let limit = self.cfg.max_message_bytes;
         for e in &envelopes {
             // The limit applies to the sealed plaintext: ciphertext minus the 16-byte tag.
             let size = e.sealed.ct.0.len().saturating_sub(16);
             if size > limit {
-                return refuse(ErrorCode::TooLarge, format!("message is {size} bytes; the limit is {limit} bytes"));
+                return refuse(
+                    ErrorCode::TooLarge,
+                    format!("message is {size} bytes; the limit is {limit} bytes"),
+                );
             }
             if e.sealed.nonce.0.len() != 24 {
                 return refuse(ErrorCode::BadRequest, "sealed nonce must be 24 bytes");
@@ -89,7 +113,8 @@ impl Hub {
         let Some(me) = st.peers.get(&s.peer) else {
             return refuse(ErrorCode::NotAuthenticated, "unknown session");
         };
-        let (from_xpk, from_name, my_member) = (me.rec.peer_xpk, me.rec.name.clone(), me.rec.member_pk);
+        let (from_xpk, from_name, my_member) =
+            (me.rec.peer_xpk, me.rec.name.clone(), me.rec.member_pk);
         let Some(mesh) = st.meshes.get(&s.mesh) else {
             return refuse(ErrorCode::NotMember, "mesh is gone");
         };
@@ -101,7 +126,10 @@ impl Hub {
             let (label, recipients): (String, Vec<Key>) = match &env.to {
                 Target::Peer(pk) => {
                     let Some(p) = st.peers.get(pk).filter(|p| p.rec.mesh_id == s.mesh) else {
-                        return refuse(ErrorCode::UnknownTarget, format!("no peer with key {} in this mesh", pk.short()));
+                        return refuse(
+                            ErrorCode::UnknownTarget,
+                            format!("no peer with key {} in this mesh", pk.short()),
+                        );
                     };
                     (p.rec.name.clone(), vec![*pk])
                 }
@@ -116,13 +144,19 @@ impl Hub {
                         .filter(|pk| **pk != s.peer)
                         .filter(|pk| {
                             st.peers.get(pk).is_some_and(|p| {
-                                p.rec.groups.iter().any(|x| x.group == *g || x.group.starts_with(&sub))
+                                p.rec
+                                    .groups
+                                    .iter()
+                                    .any(|x| x.group == *g || x.group.starts_with(&sub))
                             })
                         })
                         .copied()
                         .collect();
                     if r.is_empty() {
-                        return refuse(ErrorCode::UnknownTarget, format!("no other peer is in @{g}"));
+                        return refuse(
+                            ErrorCode::UnknownTarget,
+                            format!("no other peer is in @{g}"),
+                        );
                     }
                     (format!("@{g}"), r)
                 }
@@ -132,7 +166,11 @@ impl Hub {
                     let r: Vec<Key> = mesh
                         .peers
                         .iter()
-                        .filter(|pk| st.peers.get(pk).is_some_and(|p| p.rec.member_pk != my_member && p.rec.visible))
+                        .filter(|pk| {
+                            st.peers
+                                .get(pk)
+                                .is_some_and(|p| p.rec.member_pk != my_member && p.rec.visible)
+                        })
                         .copied()
                         .collect();
                     ("*".to_string(), r)
@@ -143,8 +181,14 @@ impl Hub {
             // Another sender's message with the same id is already queued there: that copy
             // is dropped, and still counted, so the reply does not reveal whether the other
             // message was read.
-            let recipients: Vec<Key> =
-                recipients.into_iter().filter(|r| st.peers.get(r).is_some_and(|p| !p.by_msg.contains_key(&msg_id))).collect();
+            let recipients: Vec<Key> = recipients
+                .into_iter()
+                .filter(|r| {
+                    st.peers
+                        .get(r)
+                        .is_some_and(|p| !p.by_msg.contains_key(&msg_id))
+                })
+                .collect();
             plan.push((env, label, recipients));
         }
         let expires = now + self.cfg.retention.as_millis() as u64;
@@ -196,7 +240,12 @@ impl Hub {
             recipient_keys: Few::from_vec(recipient_keys),
         };
         st.sent_ids.insert((s.peer, msg_id), sent);
-        let rec = MsgIdRecord { from: s.peer, msg_id, expires_ms: expires, recipients: total };
+        let rec = MsgIdRecord {
+            from: s.peer,
+            msg_id,
+            expires_ms: expires,
+            recipients: total,
+        };
         Ok(Prepared::Store(sent_seq, rec, batch))
     }
 
@@ -213,10 +262,18 @@ impl Hub {
         let st = &mut *st;
         let key = (s.peer, msg_id);
         if let Err(e) = res {
-            let waiting = st.sent_ids.remove(&key).and_then(|x| x.waiting).unwrap_or_default();
+            let waiting = st
+                .sent_ids
+                .remove(&key)
+                .and_then(|x| x.waiting)
+                .unwrap_or_default();
             let r: Refusal = e.into();
             for (sess, rid) in std::iter::once((*s, id)).chain(waiting) {
-                reply_conn(st, &sess, &ServerFrame::error(Some(rid), r.code, r.message.clone()));
+                reply_conn(
+                    st,
+                    &sess,
+                    &ServerFrame::error(Some(rid), r.code, r.message.clone()),
+                );
             }
             return;
         }
@@ -238,9 +295,27 @@ impl Hub {
             }
             st.messages.insert(seq, MsgEntry::new(msg, remaining));
         }
-        reply_conn(st, s, &ServerFrame::Accepted { id, msg_id, recipients: total, duplicate: false });
+        reply_conn(
+            st,
+            s,
+            &ServerFrame::Accepted {
+                id,
+                msg_id,
+                recipients: total,
+                duplicate: false,
+            },
+        );
         for (sess, rid) in waiting {
-            reply_conn(st, &sess, &ServerFrame::Accepted { id: rid, msg_id, recipients: total, duplicate: true });
+            reply_conn(
+                st,
+                &sess,
+                &ServerFrame::Accepted {
+                    id: rid,
+                    msg_id,
+                    recipients: total,
+                    duplicate: true,
+                },
+            );
         }
         for (peer, seq) in touched {
             try_push(st, &peer, seq);
@@ -251,8 +326,12 @@ impl Hub {
         let mut st = self.lock();
         let st = &mut *st;
         for id in ids {
-            let Some(p) = st.peers.get_mut(&s.peer) else { return };
-            let Some(seq) = p.by_msg.remove(id) else { continue }; // unknown or already acked
+            let Some(p) = st.peers.get_mut(&s.peer) else {
+                return;
+            };
+            let Some(seq) = p.by_msg.remove(id) else {
+                continue;
+            }; // unknown or already acked
             if p.queue.remove(&seq).is_some_and(|pend| pend.inflight) {
                 p.inflight = p.inflight.saturating_sub(1);
             }
@@ -266,17 +345,31 @@ impl Hub {
             if delete_message {
                 st.messages.remove(&seq);
             }
-            self.store.submit(Op::Ack { seq, peer: s.peer, delete_message, multi }, None);
+            self.store.submit(
+                Op::Ack {
+                    seq,
+                    peer: s.peer,
+                    delete_message,
+                    multi,
+                },
+                None,
+            );
         }
         // Refill the in-flight window once it has drained by half.
-        if st.peers.get(&s.peer).is_some_and(|p| p.backlog && p.inflight < MAX_INFLIGHT / 2) {
+        if st
+            .peers
+            .get(&s.peer)
+            .is_some_and(|p| p.backlog && p.inflight < MAX_INFLIGHT / 2)
+        {
             push_eligible(st, &s.peer);
         }
     }
 
     pub(super) fn pull(&self, s: &Session, id: ReqId, limit: u32) -> Result<ServerFrame, Refusal> {
         let mut st = self.lock();
-        let State { peers, messages, .. } = &mut *st;
+        let State {
+            peers, messages, ..
+        } = &mut *st;
         let Some(p) = peers.get_mut(&s.peer) else {
             return refuse(ErrorCode::NotAuthenticated, "unknown session");
         };
@@ -316,10 +409,21 @@ impl Hub {
 
     /// Where each copy of a message this peer sent is: queued, delivered (written to a
     /// connection) or read (acknowledged).
-    pub(super) fn message_status(&self, s: &Session, id: ReqId, msg_id: Id16) -> Result<ServerFrame, Refusal> {
+    pub(super) fn message_status(
+        &self,
+        s: &Session,
+        id: ReqId,
+        msg_id: Id16,
+    ) -> Result<ServerFrame, Refusal> {
         let st = self.lock();
         let Some(sent) = st.sent_ids.get(&(s.peer, msg_id)) else {
-            return refuse(ErrorCode::UnknownTarget, format!("no message {} sent by this session (or it is past retention)", msg_id.hex()));
+            return refuse(
+                ErrorCode::UnknownTarget,
+                format!(
+                    "no message {} sent by this session (or it is past retention)",
+                    msg_id.hex()
+                ),
+            );
         };
         // Recipients by name: all of them when known, else those of copies still stored.
         let mut keys = sent.recipient_keys.as_slice().to_vec();
@@ -333,7 +437,12 @@ impl Hub {
         let mut recipients = Vec::with_capacity(keys.len());
         for pk in &keys {
             let p = st.peers.get(pk);
-            let pending = p.and_then(|p| p.by_msg.get(&msg_id).filter(|seq| sent.seqs.as_slice().contains(seq)).and_then(|seq| p.queue.get(seq)));
+            let pending = p.and_then(|p| {
+                p.by_msg
+                    .get(&msg_id)
+                    .filter(|seq| sent.seqs.as_slice().contains(seq))
+                    .and_then(|seq| p.queue.get(seq))
+            });
             let state = match pending {
                 Some(pend) if pend.pushed_on != 0 => DeliveryState::Delivered,
                 Some(_) => DeliveryState::Queued,
@@ -344,15 +453,26 @@ impl Hub {
                 Some(p) if p.rec.visible => (*pk, p.rec.name.clone()),
                 _ => (Key([0; 32]), "(hidden peer)".to_string()),
             };
-            recipients.push(RecipientStatus { peer_pk, name, state });
+            recipients.push(RecipientStatus {
+                peer_pk,
+                name,
+                state,
+            });
         }
         let read_unnamed = sent.recipients.saturating_sub(recipients.len() as u32);
-        Ok(ServerFrame::MessageStatus { id, msg_id, recipients, read_unnamed })
+        Ok(ServerFrame::MessageStatus {
+            id,
+            msg_id,
+            recipients,
+            read_unnamed,
+        })
     }
 
     pub(super) fn set_status(&self, s: &Session, id: ReqId, status: Status) {
         let mut st = self.lock();
-        let Some(p) = st.peers.get_mut(&s.peer) else { return };
+        let Some(p) = st.peers.get_mut(&s.peer) else {
+            return;
+        };
         p.rec.status = status;
         // Reply first so the client sees `ok` before the deliveries it unlocked.
         reply_conn(&mut st, s, &ServerFrame::Ok { id });
@@ -371,10 +491,16 @@ fn gate_allows(status: Status, pr: Priority) -> bool {
 /// Push one queued message if the peer has a push connection, its status allows it, and its
 /// in-flight window has room.
 pub(super) fn try_push(st: &mut State, peer: &Key, seq: u64) {
-    let State { peers, messages, .. } = st;
+    let State {
+        peers, messages, ..
+    } = st;
     let Some(p) = peers.get_mut(peer) else { return };
-    let Some(c) = p.push_conn.as_ref() else { return };
-    let Some(pend) = p.queue.get_mut(&seq) else { return };
+    let Some(c) = p.push_conn.as_ref() else {
+        return;
+    };
+    let Some(pend) = p.queue.get_mut(&seq) else {
+        return;
+    };
     let Some(e) = messages.get(&seq) else { return };
     if pend.pushed_on == c.id || !gate_allows(p.rec.status, e.msg.priority) {
         return;
@@ -394,7 +520,9 @@ pub(super) fn try_push(st: &mut State, peer: &Key, seq: u64) {
 
 /// Push everything eligible, in order, until the in-flight window is full.
 pub(super) fn push_eligible(st: &mut State, peer: &Key) {
-    let State { peers, messages, .. } = st;
+    let State {
+        peers, messages, ..
+    } = st;
     let Some(p) = peers.get_mut(peer) else { return };
     let Some(c) = p.push_conn.clone() else { return };
     p.backlog = false;

@@ -32,12 +32,18 @@ pub struct Refusal {
 }
 
 fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> {
-    Err(Refusal { code, message: message.into() })
+    Err(Refusal {
+        code,
+        message: message.into(),
+    })
 }
 
 impl From<Arc<StoreError>> for Refusal {
     fn from(e: Arc<StoreError>) -> Self {
-        Refusal { code: ErrorCode::Storage, message: format!("the broker could not store this: {e}") }
+        Refusal {
+            code: ErrorCode::Storage,
+            message: format!("the broker could not store this: {e}"),
+        }
     }
 }
 
@@ -54,7 +60,10 @@ struct Bucket {
 
 impl Bucket {
     fn new(burst: f64) -> Self {
-        Bucket { tokens: burst, last: Instant::now() }
+        Bucket {
+            tokens: burst,
+            last: Instant::now(),
+        }
     }
     fn take(&mut self, rate: f64, burst: f64) -> bool {
         let now = Instant::now();
@@ -121,7 +130,10 @@ impl PeerState {
     }
 
     fn conn(&self, id: u64) -> Option<&ConnHandle> {
-        self.push_conn.iter().chain(self.other_conns.iter()).find(|c| c.id == id)
+        self.push_conn
+            .iter()
+            .chain(self.other_conns.iter())
+            .find(|c| c.id == id)
     }
 
     fn info(&self) -> PeerInfo {
@@ -136,7 +148,11 @@ impl PeerState {
             groups: self.rec.groups.clone(),
             hostname: self.rec.hostname.clone(),
             cwd: self.rec.cwd.clone(),
-            connected_since_ms: if self.online() { self.connected_since_ms } else { 0 },
+            connected_since_ms: if self.online() {
+                self.connected_since_ms
+            } else {
+                0
+            },
             last_seen_ms: self.rec.last_seen_ms,
             profile: self.rec.profile.clone(),
             visible: self.rec.visible,
@@ -154,7 +170,12 @@ struct MsgEntry {
 
 impl MsgEntry {
     fn new(msg: Arc<StoredMessage>, remaining: u32) -> Self {
-        MsgEntry { msg, remaining, json: OnceLock::new(), bin: OnceLock::new() }
+        MsgEntry {
+            msg,
+            remaining,
+            json: OnceLock::new(),
+            bin: OnceLock::new(),
+        }
     }
 
     fn delivery(&self) -> Delivery {
@@ -179,7 +200,8 @@ impl MsgEntry {
             Codec::Json => &self.json,
             Codec::Binary => &self.bin,
         };
-        cell.get_or_init(|| encode_msg(codec, &ServerFrame::Deliver(self.delivery()))).clone()
+        cell.get_or_init(|| encode_msg(codec, &ServerFrame::Deliver(self.delivery())))
+            .clone()
     }
 }
 
@@ -207,7 +229,12 @@ struct MeshState {
 
 impl MeshState {
     fn new(rec: MeshRecord) -> Self {
-        MeshState { rec, members: HashMap::new(), peers: HashSet::new(), names: HashMap::new() }
+        MeshState {
+            rec,
+            members: HashMap::new(),
+            peers: HashSet::new(),
+            names: HashMap::new(),
+        }
     }
 }
 
@@ -331,7 +358,11 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(cfg: Arc<Config>, store: Store, loaded: Loaded) -> Arc<Hub> {
-        let mut st = State { next_seq: 1, next_conn: 1, ..Default::default() };
+        let mut st = State {
+            next_seq: 1,
+            next_conn: 1,
+            ..Default::default()
+        };
         for m in loaded.meshes {
             st.mesh_by_name.insert(m.name.clone(), m.mesh_id);
             st.meshes.insert(m.mesh_id, MeshState::new(m));
@@ -341,7 +372,13 @@ impl Hub {
         }
         for m in loaded.members {
             if let Some(ms) = st.meshes.get_mut(&m.mesh_id) {
-                ms.names.insert(m.name.clone(), NameOwner { member: m.member_pk, peer: None });
+                ms.names.insert(
+                    m.name.clone(),
+                    NameOwner {
+                        member: m.member_pk,
+                        peer: None,
+                    },
+                );
                 ms.members.insert(m.member_pk, m);
             }
         }
@@ -349,13 +386,19 @@ impl Hub {
         let mut peers = loaded.peers;
         peers.sort_by_key(|p| p.last_seen_ms);
         for p in peers {
-            let Some(ms) = st.meshes.get_mut(&p.mesh_id) else { continue };
+            let Some(ms) = st.meshes.get_mut(&p.mesh_id) else {
+                continue;
+            };
             ms.peers.insert(p.peer_pk);
-            let owner = ms.names.entry(p.name.clone()).or_insert(NameOwner { member: p.member_pk, peer: None });
+            let owner = ms.names.entry(p.name.clone()).or_insert(NameOwner {
+                member: p.member_pk,
+                peer: None,
+            });
             if owner.member == p.member_pk {
                 owner.peer = Some(p.peer_pk);
             }
-            st.peers.insert(p.peer_pk, PeerState::new(p, cfg.rate_burst));
+            st.peers
+                .insert(p.peer_pk, PeerState::new(p, cfg.rate_burst));
         }
         let acked: HashSet<(u64, Key)> = loaded.acked.into_iter().collect();
         let mut orphans = Vec::new();
@@ -376,15 +419,29 @@ impl Hub {
             if remaining == 0 {
                 orphans.push(seq);
             } else {
-                st.messages.insert(seq, MsgEntry::new(Arc::new(m), remaining));
+                st.messages
+                    .insert(seq, MsgEntry::new(Arc::new(m), remaining));
             }
         }
         if !orphans.is_empty() {
-            store.submit(Op::Expire { seqs: orphans.into_iter().map(|s| (s, true)).collect(), sent: vec![] }, None);
+            store.submit(
+                Op::Expire {
+                    seqs: orphans.into_iter().map(|s| (s, true)).collect(),
+                    sent: vec![],
+                },
+                None,
+            );
         }
         for (sent_seq, r) in loaded.sent {
             st.next_seq = st.next_seq.max(sent_seq + 1);
-            let v = SentId { sent_seq, expires_ms: r.expires_ms, recipients: r.recipients, waiting: None, seqs: Few::None, recipient_keys: Few::None };
+            let v = SentId {
+                sent_seq,
+                expires_ms: r.expires_ms,
+                recipients: r.recipients,
+                waiting: None,
+                seqs: Few::None,
+                recipient_keys: Few::None,
+            };
             st.sent_ids.insert((r.from, r.msg_id), v);
         }
         for (seq, e) in &st.messages {
@@ -392,7 +449,12 @@ impl Hub {
                 v.seqs.push(*seq);
             }
         }
-        tracing::info!(meshes = st.meshes.len(), peers = st.peers.len(), queued = st.messages.len(), "state loaded");
+        tracing::info!(
+            meshes = st.meshes.len(),
+            peers = st.peers.len(),
+            queued = st.messages.len(),
+            "state loaded"
+        );
         Arc::new(Hub {
             state: Mutex::new(st),
             store,
@@ -462,18 +524,32 @@ impl Hub {
         let id = f.req_id();
         let r = match f {
             ClientFrame::Hello(_) => refuse(ErrorCode::BadRequest, "already authenticated"),
-            ClientFrame::Send { id, msg_id, priority, reply_to, envelopes } => {
-                return self.send(s, id, msg_id, priority, reply_to, envelopes)
-            }
+            ClientFrame::Send {
+                id,
+                msg_id,
+                priority,
+                reply_to,
+                envelopes,
+            } => return self.send(s, id, msg_id, priority, reply_to, envelopes),
             ClientFrame::Ack { ids } => return self.ack(s, &ids),
             ClientFrame::Pull { id, limit } => self.pull(s, id, limit),
             ClientFrame::SetStatus { id, status } => return self.set_status(s, id, status),
             ClientFrame::SetSummary { id, summary } => return self.set_summary(s, id, summary),
-            ClientFrame::ListPeers { id } => Ok(ServerFrame::Peers { id, peers: self.list_peers(s) }),
-            ClientFrame::Resolve { id, names } => self.resolve(s, &names).map(|peers| ServerFrame::Peers { id, peers }),
-            ClientFrame::JoinGroup { id, group, role } => return self.join_group(s, id, group, role),
+            ClientFrame::ListPeers { id } => Ok(ServerFrame::Peers {
+                id,
+                peers: self.list_peers(s),
+            }),
+            ClientFrame::Resolve { id, names } => self
+                .resolve(s, &names)
+                .map(|peers| ServerFrame::Peers { id, peers }),
+            ClientFrame::JoinGroup { id, group, role } => {
+                return self.join_group(s, id, group, role)
+            }
             ClientFrame::LeaveGroup { id, group } => return self.leave_group(s, id, group),
-            ClientFrame::Ping { id } => Ok(ServerFrame::Pong { id, server_time_ms: crate::util::now_ms() }),
+            ClientFrame::Ping { id } => Ok(ServerFrame::Pong {
+                id,
+                server_time_ms: crate::util::now_ms(),
+            }),
             ClientFrame::SetProfile { id, profile } => return self.set_profile(s, id, profile),
             ClientFrame::SetVisible { id, visible } => return self.set_visible(s, id, visible),
             ClientFrame::Unread { id } => self.unread(s, id),
@@ -493,7 +569,9 @@ impl Hub {
     pub fn allow_frame(&self, s: &Session) -> bool {
         let (rate, burst) = (self.cfg.rate_per_s, self.cfg.rate_burst);
         let mut st = self.lock();
-        st.peers.get_mut(&s.peer).is_some_and(|p| p.bucket.take(rate, burst))
+        st.peers
+            .get_mut(&s.peer)
+            .is_some_and(|p| p.bucket.take(rate, burst))
     }
 }
 
@@ -520,7 +598,9 @@ fn send_on(c: &ConnHandle, name: &str, m: Message) -> bool {
 
 /// Reply on the connection that asked (if it is still there).
 fn reply_conn(st: &mut State, s: &Session, f: &ServerFrame) {
-    let Some(p) = st.peers.get(&s.peer) else { return };
+    let Some(p) = st.peers.get(&s.peer) else {
+        return;
+    };
     let Some(c) = p.conn(s.conn_id) else { return };
     send_on(c, &p.rec.name, encode_msg(c.codec, f));
 }

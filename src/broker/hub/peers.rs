@@ -19,10 +19,16 @@ const MAX_CAPABILITY: usize = 64;
 fn check_profile(p: &Profile) -> Result<(), Refusal> {
     let field = |name: &str, v: &str, max: usize| {
         if v.len() > max {
-            return refuse(ErrorCode::BadRequest, format!("profile {name} is longer than {max} bytes"));
+            return refuse(
+                ErrorCode::BadRequest,
+                format!("profile {name} is longer than {max} bytes"),
+            );
         }
         if v.chars().any(|c| c.is_control() && c != '\n') {
-            return refuse(ErrorCode::BadRequest, format!("profile {name} has control characters"));
+            return refuse(
+                ErrorCode::BadRequest,
+                format!("profile {name} has control characters"),
+            );
         }
         Ok(())
     };
@@ -30,7 +36,10 @@ fn check_profile(p: &Profile) -> Result<(), Refusal> {
     field("title", &p.title, MAX_TITLE)?;
     field("bio", &p.bio, MAX_BIO)?;
     if p.capabilities.len() > MAX_CAPABILITIES {
-        return refuse(ErrorCode::BadRequest, format!("a profile lists at most {MAX_CAPABILITIES} capabilities"));
+        return refuse(
+            ErrorCode::BadRequest,
+            format!("a profile lists at most {MAX_CAPABILITIES} capabilities"),
+        );
     }
     for c in &p.capabilities {
         field("capability", c, MAX_CAPABILITY)?;
@@ -42,17 +51,29 @@ impl Hub {
     pub(super) fn set_summary(self: &Arc<Self>, s: &Session, id: ReqId, summary: String) {
         self.update_peer(s, id, move |r| {
             if summary.len() > MAX_SUMMARY {
-                return refuse(ErrorCode::BadRequest, format!("summary is longer than {MAX_SUMMARY} bytes"));
+                return refuse(
+                    ErrorCode::BadRequest,
+                    format!("summary is longer than {MAX_SUMMARY} bytes"),
+                );
             }
             r.summary = summary;
             Ok(())
         })
     }
 
-    pub(super) fn join_group(self: &Arc<Self>, s: &Session, id: ReqId, group: String, role: String) {
+    pub(super) fn join_group(
+        self: &Arc<Self>,
+        s: &Session,
+        id: ReqId,
+        group: String,
+        role: String,
+    ) {
         self.update_peer(s, id, move |r| {
             if !valid_group(&group) {
-                return refuse(ErrorCode::BadRequest, "invalid group name: use segments of A-Z a-z 0-9 . _ - joined by '/'");
+                return refuse(
+                    ErrorCode::BadRequest,
+                    "invalid group name: use segments of A-Z a-z 0-9 . _ - joined by '/'",
+                );
             }
             if role.chars().any(char::is_control) {
                 return refuse(ErrorCode::BadRequest, "group role has control characters");
@@ -60,11 +81,20 @@ impl Hub {
             if role.len() > 64 {
                 return refuse(ErrorCode::BadRequest, "group role is longer than 64 bytes");
             }
-            let role = if role.is_empty() { "member".to_string() } else { role };
+            let role = if role.is_empty() {
+                "member".to_string()
+            } else {
+                role
+            };
             let full = r.groups.len() >= MAX_GROUPS;
             match r.groups.iter_mut().find(|g| g.group == group) {
                 Some(g) => g.role = role,
-                None if full => return refuse(ErrorCode::BadRequest, format!("a peer can be in at most {MAX_GROUPS} groups")),
+                None if full => {
+                    return refuse(
+                        ErrorCode::BadRequest,
+                        format!("a peer can be in at most {MAX_GROUPS} groups"),
+                    )
+                }
                 None => r.groups.push(GroupRole { group, role }),
             }
             Ok(())
@@ -106,7 +136,9 @@ impl Hub {
         F: FnOnce(&mut PeerRecord) -> Result<(), Refusal>,
     {
         let mut st = self.lock();
-        let Some(p) = st.peers.get_mut(&s.peer) else { return };
+        let Some(p) = st.peers.get_mut(&s.peer) else {
+            return;
+        };
         if let Err(e) = f(&mut p.rec) {
             return reply_conn(&mut st, s, &ServerFrame::error(Some(id), e.code, e.message));
         }
@@ -134,7 +166,9 @@ impl Hub {
     pub(super) fn list_peers(&self, s: &Session) -> Vec<PeerInfo> {
         let now = crate::util::now_ms();
         let st = self.lock();
-        let Some(mesh) = st.meshes.get(&s.mesh) else { return vec![] };
+        let Some(mesh) = st.meshes.get(&s.mesh) else {
+            return vec![];
+        };
         let online_names: std::collections::HashSet<&str> = mesh
             .peers
             .iter()
@@ -152,7 +186,10 @@ impl Hub {
                     || p.rec.peer_pk == s.peer
                     || (now.saturating_sub(p.rec.last_seen_ms) < OFFLINE_LISTED_MS
                         && !online_names.contains(p.rec.name.as_str())
-                        && mesh.names.get(&p.rec.name).is_some_and(|o| o.peer == Some(p.rec.peer_pk)))
+                        && mesh
+                            .names
+                            .get(&p.rec.name)
+                            .is_some_and(|o| o.peer == Some(p.rec.peer_pk)))
             })
             .map(|p| p.info())
             .collect();
@@ -165,7 +202,9 @@ impl Hub {
             return refuse(ErrorCode::BadRequest, "too many names");
         }
         let st = self.lock();
-        let Some(mesh) = st.meshes.get(&s.mesh) else { return refuse(ErrorCode::NotMember, "mesh is gone") };
+        let Some(mesh) = st.meshes.get(&s.mesh) else {
+            return refuse(ErrorCode::NotMember, "mesh is gone");
+        };
         let mut out = Vec::with_capacity(names.len());
         for n in names {
             let by_key = Key::parse_hex(n).filter(|k| mesh.peers.contains(k));
@@ -174,11 +213,17 @@ impl Hub {
                 // The newest session holding the name, unless it is gone and another
                 // live session (with a push connection, not a one-shot command) of the same
                 // member uses that name.
-                let holder = owner.peer.filter(|k| st.peers.get(k).is_some_and(|p| p.push_conn.is_some()));
+                let holder = owner
+                    .peer
+                    .filter(|k| st.peers.get(k).is_some_and(|p| p.push_conn.is_some()));
                 holder
                     .or_else(|| {
                         mesh.peers.iter().copied().find(|k| {
-                            st.peers.get(k).is_some_and(|p| p.push_conn.is_some() && p.rec.name == *n && p.rec.member_pk == owner.member)
+                            st.peers.get(k).is_some_and(|p| {
+                                p.push_conn.is_some()
+                                    && p.rec.name == *n
+                                    && p.rec.member_pk == owner.member
+                            })
                         })
                     })
                     .or(owner.peer)
@@ -187,7 +232,10 @@ impl Hub {
                 Some(p) => out.push(p.info()),
                 None => {
                     let shown: String = n.chars().take(64).collect();
-                    return refuse(ErrorCode::UnknownTarget, format!("unknown peer '{shown}' in mesh '{}'", mesh.rec.name));
+                    return refuse(
+                        ErrorCode::UnknownTarget,
+                        format!("unknown peer '{shown}' in mesh '{}'", mesh.rec.name),
+                    );
                 }
             }
         }

@@ -1,7 +1,10 @@
 //! Sessions: the hello handshake, connections coming and going, presence announcements, and
 //! the periodic sweep (grace windows, liveness, retention).
 
-use super::{delivery, encode_msg, refuse, send_on, Hub, NameOwner, PeerState, PresenceNote, Refusal, Session, State};
+use super::{
+    delivery, encode_msg, refuse, send_on, Hub, NameOwner, PeerState, PresenceNote, Refusal,
+    Session, State,
+};
 use crate::broker::conn::ConnHandle;
 use crate::crypto::hello as hello_crypto;
 use crate::proto::*;
@@ -25,7 +28,10 @@ impl Hub {
         if h.v != PROTOCOL_VERSION {
             return refuse(
                 ErrorCode::UnsupportedVersion,
-                format!("protocol version {} is not supported (this broker speaks {PROTOCOL_VERSION})", h.v),
+                format!(
+                    "protocol version {} is not supported (this broker speaks {PROTOCOL_VERSION})",
+                    h.v
+                ),
             );
         }
         let now = now_ms();
@@ -35,17 +41,35 @@ impl Hub {
                 hello_crypto::HelloError::Stale(..) => ErrorCode::StaleHello,
                 _ => ErrorCode::BadSignature,
             };
-            Refusal { code, message: e.to_string() }
+            Refusal {
+                code,
+                message: e.to_string(),
+            }
         })?;
         if !valid_name(&h.name) {
-            return refuse(ErrorCode::BadRequest, format!("invalid peer name '{}'", h.name.chars().take(64).collect::<String>()));
+            return refuse(
+                ErrorCode::BadRequest,
+                format!(
+                    "invalid peer name '{}'",
+                    h.name.chars().take(64).collect::<String>()
+                ),
+            );
         }
         if h.session_id.len() > 128 || h.hostname.len() > 256 || h.cwd.len() > 4096 {
-            return refuse(ErrorCode::BadRequest, "session id, hostname or cwd too long");
+            return refuse(
+                ErrorCode::BadRequest,
+                "session id, hostname or cwd too long",
+            );
         }
         // Others see these in peer lists: no line breaks or other control characters.
-        if [&h.session_id, &h.hostname, &h.cwd].iter().any(|s| s.chars().any(char::is_control)) {
-            return refuse(ErrorCode::BadRequest, "session id, hostname or cwd has control characters");
+        if [&h.session_id, &h.hostname, &h.cwd]
+            .iter()
+            .any(|s| s.chars().any(char::is_control))
+        {
+            return refuse(
+                ErrorCode::BadRequest,
+                "session id, hostname or cwd has control characters",
+            );
         }
 
         // Validate, apply to memory, and queue the durable write — all under one lock, so a
@@ -54,7 +78,10 @@ impl Hub {
             let mut st = self.lock();
             let st = &mut *st;
             if st.hello_nonces.contains_key(&(h.peer_pk, h.nonce)) {
-                return refuse(ErrorCode::ReplayedHello, "this hello was already used (replay)");
+                return refuse(
+                    ErrorCode::ReplayedHello,
+                    "this hello was already used (replay)",
+                );
             }
             let Some(mesh) = st.meshes.get(&h.mesh_id) else {
                 return refuse(ErrorCode::NotMember, "unknown mesh");
@@ -63,7 +90,10 @@ impl Hub {
                 return refuse(ErrorCode::NotMember, "this key is not a member of the mesh");
             };
             if member.revoked {
-                return refuse(ErrorCode::NotMember, "this member was removed from the mesh");
+                return refuse(
+                    ErrorCode::NotMember,
+                    "this member was removed from the mesh",
+                );
             }
             // A one-shot connection (no pushes: a CLI command) may share a name a live
             // session of the same member holds; it does not take the name over.
@@ -71,7 +101,10 @@ impl Hub {
             let mut take_name = h.push || mesh.names.get(&h.name).is_none_or(|o| o.peer.is_none());
             if let Some(owner) = mesh.names.get(&h.name) {
                 if owner.member != h.member_pk {
-                    return refuse(ErrorCode::NameTaken, format!("the name '{}' belongs to another member", h.name));
+                    return refuse(
+                        ErrorCode::NameTaken,
+                        format!("the name '{}' belongs to another member", h.name),
+                    );
                 }
                 if let Some(other) = owner.peer.filter(|p| *p != h.peer_pk) {
                     if st.peers.get(&other).is_some_and(|p| p.online()) {
@@ -79,23 +112,36 @@ impl Hub {
                             take_name = false;
                         } else {
                             return refuse(
-                            ErrorCode::NameTaken,
-                            format!("the name '{}' is in use by another of your sessions", h.name),
-                        );
+                                ErrorCode::NameTaken,
+                                format!(
+                                    "the name '{}' is in use by another of your sessions",
+                                    h.name
+                                ),
+                            );
                         }
                     }
                 }
             }
             match st.peers.get(&h.peer_pk) {
-                Some(existing) if existing.rec.mesh_id != h.mesh_id || existing.rec.member_pk != h.member_pk => {
-                    return refuse(ErrorCode::BadRequest, "peer key is registered to another member");
+                Some(existing)
+                    if existing.rec.mesh_id != h.mesh_id
+                        || existing.rec.member_pk != h.member_pk =>
+                {
+                    return refuse(
+                        ErrorCode::BadRequest,
+                        "peer key is registered to another member",
+                    );
                 }
                 Some(_) => {}
                 None => {
                     let mine = mesh
                         .peers
                         .iter()
-                        .filter(|p| st.peers.get(p).is_some_and(|p| p.rec.member_pk == h.member_pk))
+                        .filter(|p| {
+                            st.peers
+                                .get(p)
+                                .is_some_and(|p| p.rec.member_pk == h.member_pk)
+                        })
                         .count();
                     if mine >= MAX_PEERS_PER_MEMBER {
                         return refuse(
@@ -105,7 +151,8 @@ impl Hub {
                     }
                 }
             }
-            st.hello_nonces.insert((h.peer_pk, h.nonce), now + 2 * window);
+            st.hello_nonces
+                .insert((h.peer_pk, h.nonce), now + 2 * window);
 
             let rate_burst = self.cfg.rate_burst;
             let ps = st.peers.entry(h.peer_pk).or_insert_with(|| {
@@ -146,22 +193,34 @@ impl Hub {
                 // The name now resolves to this session (reserved before the commit, so a
                 // concurrent hello of another member sees it taken).
                 if take_name {
-                    mesh.names.insert(h.name.clone(), NameOwner { member: h.member_pk, peer: Some(h.peer_pk) });
+                    mesh.names.insert(
+                        h.name.clone(),
+                        NameOwner {
+                            member: h.member_pk,
+                            peer: Some(h.peer_pk),
+                        },
+                    );
                 }
             }
             changed.then(|| {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                self.store.submit(Op::PutPeer(rec), Some(Box::new(move |r| drop(tx.send(r)))));
+                self.store
+                    .submit(Op::PutPeer(rec), Some(Box::new(move |r| drop(tx.send(r)))));
                 rx
             })
         };
         if let Some(rx) = commit {
-            rx.await.unwrap_or(Err(std::sync::Arc::new(StoreError::Closed)))?;
+            rx.await
+                .unwrap_or(Err(std::sync::Arc::new(StoreError::Closed)))?;
         }
 
         let mut st = self.lock();
         let st = &mut *st;
-        let mesh_name = st.meshes.get(&h.mesh_id).map(|m| m.rec.name.clone()).unwrap_or_default();
+        let mesh_name = st
+            .meshes
+            .get(&h.mesh_id)
+            .map(|m| m.rec.name.clone())
+            .unwrap_or_default();
         let Some(ps) = st.peers.get_mut(&h.peer_pk) else {
             return refuse(ErrorCode::Internal, "peer vanished");
         };
@@ -169,7 +228,11 @@ impl Hub {
         ps.away_since = None;
         let seen_before = ps.rec.last_seen_ms > 0;
         let last_seen = ps.rec.last_seen_ms;
-        let session = Session { peer: h.peer_pk, mesh: h.mesh_id, conn_id: conn.id };
+        let session = Session {
+            peer: h.peer_pk,
+            mesh: h.mesh_id,
+            conn_id: conn.id,
+        };
         if !was_online {
             ps.connected_since_ms = now;
         }
@@ -192,16 +255,32 @@ impl Hub {
             ps.announced = true;
             let name = h.name.clone();
             let (kind, text) = if seen_before {
-                ("peer_returned", format!("{name} is back (last seen {})", crate::util::rfc3339(last_seen)))
+                (
+                    "peer_returned",
+                    format!(
+                        "{name} is back (last seen {})",
+                        crate::util::rfc3339(last_seen)
+                    ),
+                )
             } else {
                 ("peer_joined", format!("{name} joined the mesh"))
             };
-            st.presence.push(PresenceNote { mesh: h.mesh_id, about: h.peer_pk, kind, name, text });
+            st.presence.push(PresenceNote {
+                mesh: h.mesh_id,
+                about: h.peer_pk,
+                kind,
+                name,
+                text,
+            });
         }
         if h.push {
             if let Some(old) = ps.push_conn.take() {
                 // The newest session wins; tell the old connection why it is closed.
-                let why = ServerFrame::error(None, ErrorCode::SessionReplaced, "this session connected again elsewhere");
+                let why = ServerFrame::error(
+                    None,
+                    ErrorCode::SessionReplaced,
+                    "this session connected again elsewhere",
+                );
                 let _ = old.try_send(encode_msg(old.codec, &why));
                 old.kill();
             }
@@ -223,7 +302,9 @@ impl Hub {
     /// window before others hear it left, so quick reconnects make no noise.
     pub fn disconnect(&self, s: &Session) {
         let mut st = self.lock();
-        let Some(ps) = st.peers.get_mut(&s.peer) else { return };
+        let Some(ps) = st.peers.get_mut(&s.peer) else {
+            return;
+        };
         // Whatever was handed to this connection and not acked is queued again (and shown
         // as queued by message_status) until another connection takes it.
         for p in ps.queue.values_mut() {
@@ -270,7 +351,13 @@ impl Hub {
                 }
                 let name = p.rec.name.clone();
                 let text = format!("{name} left the mesh");
-                st.presence.push(PresenceNote { mesh: p.rec.mesh_id, about: *pk, kind: "peer_left", name, text });
+                st.presence.push(PresenceNote {
+                    mesh: p.rec.mesh_id,
+                    about: *pk,
+                    kind: "peer_left",
+                    name,
+                    text,
+                });
             }
             for c in p.push_conn.iter().chain(p.other_conns.iter()) {
                 let idle = now.saturating_sub(c.last_rx());
@@ -283,7 +370,9 @@ impl Hub {
             }
         }
         flush_presence(st);
-        if now.saturating_sub(st.last_retention_ms) >= RETENTION_EVERY_MS.min(self.cfg.retention.as_millis() as u64) {
+        if now.saturating_sub(st.last_retention_ms)
+            >= RETENTION_EVERY_MS.min(self.cfg.retention.as_millis() as u64)
+        {
             st.last_retention_ms = now;
             self.expire(st, now);
         }
@@ -291,13 +380,22 @@ impl Hub {
 
     /// Drop messages and dedupe ids past their retention.
     fn expire(&self, st: &mut State, now: u64) {
-        let expired: Vec<u64> = st.messages.iter().filter(|(_, e)| e.msg.expires_at_ms <= now).map(|(s, _)| *s).collect();
+        let expired: Vec<u64> = st
+            .messages
+            .iter()
+            .filter(|(_, e)| e.msg.expires_at_ms <= now)
+            .map(|(s, _)| *s)
+            .collect();
         let mut seqs = Vec::with_capacity(expired.len());
         for seq in &expired {
-            let Some(e) = st.messages.remove(seq) else { continue };
+            let Some(e) = st.messages.remove(seq) else {
+                continue;
+            };
             seqs.push((*seq, e.msg.recipients.len() > 1));
             for r in &e.msg.recipients {
-                let Some(p) = st.peers.get_mut(r) else { continue };
+                let Some(p) = st.peers.get_mut(r) else {
+                    continue;
+                };
                 if let Some(pend) = p.queue.remove(seq) {
                     p.by_msg.remove(&e.msg.msg_id);
                     if pend.inflight {
@@ -339,13 +437,32 @@ fn flush_presence(st: &mut State) {
     for (mesh, notes) in by_mesh {
         if notes.len() <= PRESENCE_DETAIL {
             for n in notes {
-                let ev = ServerFrame::Event(Event { kind: n.kind.into(), peer: n.name, text: n.text, at_ms: now });
+                let ev = ServerFrame::Event(Event {
+                    kind: n.kind.into(),
+                    peer: n.name,
+                    text: n.text,
+                    at_ms: now,
+                });
                 mesh_event(st, &mesh, Some(&n.about), &ev);
             }
         } else {
-            let shown: Vec<String> = notes.iter().take(PRESENCE_DETAIL).map(|n| format!("{} {}", n.name, verb(n.kind))).collect();
-            let text = format!("{} presence changes: {}, and {} more", notes.len(), shown.join(", "), notes.len() - PRESENCE_DETAIL);
-            let ev = ServerFrame::Event(Event { kind: "presence".into(), peer: String::new(), text, at_ms: now });
+            let shown: Vec<String> = notes
+                .iter()
+                .take(PRESENCE_DETAIL)
+                .map(|n| format!("{} {}", n.name, verb(n.kind)))
+                .collect();
+            let text = format!(
+                "{} presence changes: {}, and {} more",
+                notes.len(),
+                shown.join(", "),
+                notes.len() - PRESENCE_DETAIL
+            );
+            let ev = ServerFrame::Event(Event {
+                kind: "presence".into(),
+                peer: String::new(),
+                text,
+                at_ms: now,
+            });
             mesh_event(st, &mesh, None, &ev);
         }
     }
