@@ -75,7 +75,10 @@ pub fn json_requests(data: &[u8]) {
 }
 
 /// Every target, by name (for the corpus replay).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A fuzz target: its name and body.
+pub type FuzzTarget = (&'static str, fn(&[u8]));
+
+pub const TARGETS: &[FuzzTarget] = &[
     ("frame_json", frame_json),
     ("frame_binary", frame_binary),
     ("invite", invite),

@@ -88,6 +88,18 @@ pub fn valid_group(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.split('/').all(valid_name)
 }
 
+/// Whether this process runs as root (effective uid 0), read from /proc (no libc call).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,16 +130,4 @@ mod tests {
         assert!(!valid_group("eng//web"));
         assert!(!valid_group("/eng"));
     }
-}
-
-/// Whether this process runs as root (effective uid 0), read from /proc (no libc call).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
 }

@@ -127,7 +127,7 @@ async fn a_thousand_peers_keep_low_latency_while_one_client_floods() {
                 claudemesh::client::ConnState::Connected { name, .. } => name,
                 _ => panic!("receiver not connected"),
             };
-            let info = s.resolve(&[name.clone()]).await.unwrap();
+            let info = s.resolve(std::slice::from_ref(&name)).await.unwrap();
             for _ in 0..50 {
                 let text = t0.elapsed().as_micros().to_string();
                 s.send_resolved(

@@ -24,11 +24,36 @@ struct Mcp {
     notes: Vec<Value>,
 }
 
+/// Who the test client says it is at `initialize`.
+#[derive(Clone, Copy)]
+struct As<'a> {
+    client: &'a str,
+    /// Declares `experimental["claude/channel"]`.
+    channel: bool,
+    /// CLAUDE_CONFIG_DIR for the server (where it looks for Claude Code transcripts).
+    claude_dir: Option<&'a std::path::Path>,
+}
+
+const PLAIN: As<'static> = As {
+    client: "test",
+    channel: false,
+    claude_dir: None,
+};
+
 impl Mcp {
     async fn start(m: &Member, mode: &str) -> Mcp {
+        Mcp::start_as(m, mode, PLAIN).await
+    }
+
+    async fn start_as(m: &Member, mode: &str, who: As<'_>) -> Mcp {
+        let claude_dir = who
+            .claude_dir
+            .map(|d| d.to_path_buf())
+            .unwrap_or_else(|| m.home.dir.join("no-claude"));
         let mut child = tokio::process::Command::new(BIN)
             .arg("mcp")
             .env("CLAUDEMESH_HOME", &m.home.dir)
+            .env("CLAUDE_CONFIG_DIR", claude_dir)
             .env("CLAUDEMESH_SESSION_ID", SESSION)
             .env("CLAUDEMESH_MESSAGE_MODE", mode)
             .stdin(Stdio::piped())
@@ -46,8 +71,13 @@ impl Mcp {
             next_id: 1,
             notes: vec![],
         };
+        let caps = if who.channel {
+            json!({"experimental": {"claude/channel": {}}})
+        } else {
+            json!({})
+        };
         let init = me
-            .call("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}))
+            .call("initialize", json!({"protocolVersion": "2025-11-25", "capabilities": caps, "clientInfo": {"name": who.client, "version": "0"}}))
             .await;
         assert!(
             init["result"]["capabilities"]["experimental"]["claude/channel"].is_object(),
@@ -192,11 +222,58 @@ async fn initialize_advertises_the_channel_and_the_instructions_and_tools() {
     assert!(st.success());
 }
 
+/// Write a Claude Code transcript line holding the channel message as Claude Code renders
+/// it (`<channel source=… meta…>content</channel>`).
+fn transcript_shows(claude_dir: &std::path::Path, note: &Value) {
+    let dir = claude_dir.join("projects").join("-work-x");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = &note["params"];
+    let attrs: String = p["meta"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!(" {k}=\"{}\"", v.as_str().unwrap()))
+        .collect();
+    let text = format!(
+        "<channel source=\"claudemesh\"{attrs}>\n{}\n</channel>",
+        p["content"].as_str().unwrap()
+    );
+    let line =
+        json!({"type": "user", "isMeta": true, "message": {"role": "user", "content": text}});
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{SESSION}.jsonl")))
+        .unwrap();
+    writeln!(f, "{line}").unwrap();
+}
+
+/// (read, all) recipients of a message, as its sender sees them.
+async fn read_state(c: &claudemesh::client::Client, id: claudemesh::proto::Id16) -> usize {
+    let (rs, unnamed) = c.message_status(id).await.unwrap();
+    rs.iter()
+        .filter(|r| r.state == claudemesh::proto::DeliveryState::Read)
+        .count()
+        + unnamed as usize
+}
+
 #[tokio::test]
-async fn a_pushed_message_becomes_a_channel_notification_with_string_meta_once() {
+async fn a_pushed_message_becomes_a_channel_notification_with_string_meta_and_is_acked_only_once_the_transcript_shows_it(
+) {
     let mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
-    let mut m = Mcp::start(&bob, "push").await;
+    let claude_dir = tempfile::tempdir().unwrap();
+    let mut m = Mcp::start_as(
+        &bob,
+        "push",
+        As {
+            client: "claude-code",
+            channel: false,
+            claude_dir: Some(claude_dir.path()),
+        },
+    )
+    .await;
     let a = alice.connect().await;
     // The session is a peer of its own: name <member>-<session prefix>.
     m.connected().await;
@@ -223,9 +300,21 @@ async fn a_pushed_message_becomes_a_channel_notification_with_string_meta_once()
         assert!(v.is_string(), "meta {k} is not a string: {v}");
     }
     assert_eq!(p["meta"]["message_id"], r.msg_id.hex());
-    // Shown once: not again via check_messages, no unread line.
+    // A push is not a delivery: still unread at the broker.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        read_state(&a, r.msg_id).await,
+        0,
+        "acknowledged before it was known to be shown"
+    );
+    // Claude Code put it into the conversation: the next tool call acks it, and it is
+    // not shown again (no unread line, not in check_messages).
+    transcript_shows(claude_dir.path(), &n);
+    let (_, who) = m.tool("whoami", json!({})).await;
+    assert!(!who.contains("unread"), "{who}");
     let (_, text) = m.tool("check_messages", json!({})).await;
     assert!(text.contains("No new messages"), "{text}");
+    assert_eq!(read_state(&a, r.msg_id).await, 1);
     assert!(m.channel_note(Duration::from_millis(500)).await.is_none());
     // Presence events arrive as one-line channel notifications with string meta too.
     let ev = m
@@ -257,6 +346,156 @@ async fn a_pushed_message_becomes_a_channel_notification_with_string_meta_once()
         ("on it", session_name("bob").as_str())
     );
     assert_eq!(got.reply_to, Some(r.msg_id.hex()));
+}
+
+/// For every message mode, and for a client that declares channel support and one that
+/// does not: no message is acknowledged at the broker before a tool result showed it, and
+/// every message is shown by check_messages — pushed or not.
+#[tokio::test]
+async fn no_message_is_acknowledged_at_the_broker_before_it_was_shown_in_any_mode_or_client() {
+    let mesh = Mesh::start().await;
+    let alice = mesh.member("alice").await;
+    let a = alice.connect().await;
+    for mode in ["push", "inbox", "off"] {
+        for channel in [true, false] {
+            let bob = mesh.member(&format!("bob-{mode}-{channel}")).await;
+            let mut m = Mcp::start_as(
+                &bob,
+                mode,
+                As {
+                    client: "some-agent",
+                    channel,
+                    claude_dir: None,
+                },
+            )
+            .await;
+            m.connected().await;
+            let to = [Dest::parse(&session_name(&format!("bob-{mode}-{channel}")))];
+            let mut ids = Vec::new();
+            for (i, prio) in [Priority::Now, Priority::Next, Priority::Low]
+                .into_iter()
+                .enumerate()
+            {
+                ids.push(
+                    a.send(&to, &format!("{mode}/{channel} message {i}"), prio, None)
+                        .await
+                        .unwrap()
+                        .msg_id,
+                );
+            }
+            // Pushes (if any) have had time to arrive; nothing is read yet.
+            let pushes = if mode == "push" && channel {
+                let mut n = 0;
+                while n < 2 && m.channel_note(WAIT).await.is_some() {
+                    n += 1;
+                }
+                n
+            } else {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                assert!(
+                    m.channel_note(Duration::from_millis(100)).await.is_none(),
+                    "{mode}/{channel}: a push to a client without channels"
+                );
+                0
+            };
+            // now + next are pushed (low waits for a pull).
+            assert_eq!(
+                pushes,
+                if mode == "push" && channel { 2 } else { 0 },
+                "{mode}/{channel}"
+            );
+            for id in &ids {
+                assert_eq!(
+                    read_state(&a, *id).await,
+                    0,
+                    "{mode}/{channel}: acknowledged but never shown"
+                );
+            }
+            let (_, text) = m.tool("check_messages", json!({})).await;
+            for i in 0..3 {
+                assert!(
+                    text.contains(&format!("{mode}/{channel} message {i}")),
+                    "{mode}/{channel}: lost message {i}: {text}"
+                );
+            }
+            if pushes > 0 {
+                assert!(
+                    text.contains("also pushed to you as a channel notification"),
+                    "{text}"
+                );
+            }
+            m.tool("whoami", json!({})).await; // the acks have reached the broker
+            for id in &ids {
+                assert_eq!(
+                    read_state(&a, *id).await,
+                    1,
+                    "{mode}/{channel}: shown but not acknowledged"
+                );
+            }
+            let (_, again) = m.tool("check_messages", json!({})).await;
+            assert!(
+                again.contains("No new messages"),
+                "{mode}/{channel}: {again}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn tool_calls_with_unknown_arguments_such_as_geminis_wait_for_previous_succeed() {
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let mut m = Mcp::start_as(
+        &bob,
+        "inbox",
+        As {
+            client: "gemini-cli-mcp-client",
+            channel: false,
+            claude_dir: None,
+        },
+    )
+    .await;
+    m.connected().await;
+    let a = alice.connect().await;
+    let (err, t) = m
+        .tool(
+            "send_message",
+            json!({"to": "alice", "text": "hi", "wait_for_previous": true}),
+        )
+        .await;
+    assert!(!err, "{t}");
+    assert_eq!(next_message(&a, WAIT).await.unwrap().text, "hi");
+    let (err, t) = m.tool("whoami", json!({"wait_for_previous": false})).await;
+    assert!(!err && t.contains("client gemini-cli-mcp-client"), "{t}");
+    // Schemas every model API takes: no $ref/$defs/anyOf, no nullable type lists; every
+    // tool annotated, the read-only ones as such.
+    let tools = m.call("tools/list", json!({})).await;
+    for t in tools["result"]["tools"].as_array().unwrap() {
+        let schema = t["inputSchema"].to_string();
+        for bad in ["$ref", "$defs", "anyOf", "\"null\""] {
+            assert!(
+                !schema.contains(bad),
+                "{} schema has {bad}: {schema}",
+                t["name"]
+            );
+        }
+        let ro = t["annotations"]["readOnlyHint"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("{} has no annotations", t["name"]));
+        let name = t["name"].as_str().unwrap();
+        assert_eq!(
+            ro,
+            ["whoami", "list_peers", "check_messages", "message_status"].contains(&name),
+            "{name}"
+        );
+        assert!(
+            !t["description"]
+                .as_str()
+                .unwrap()
+                .contains("Claude Code sessions"),
+            "{name}"
+        );
+    }
 }
 
 #[tokio::test]

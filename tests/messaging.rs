@@ -548,7 +548,9 @@ async fn concurrent_profile_changes_all_take_effect() {
         async move { b2.join_group("ops", "member").await },
         async move { b3.set_summary("on call").await },
     );
-    (r1.unwrap(), r2.unwrap(), r3.unwrap());
+    r1.unwrap();
+    r2.unwrap();
+    r3.unwrap();
     let me = b
         .list_peers()
         .await

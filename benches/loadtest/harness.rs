@@ -67,7 +67,7 @@ pub fn raise_nofile() -> u64 {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
             r.rlim_cur = r.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-            return r.rlim_cur as u64;
+            return r.rlim_cur;
         }
     }
     0
@@ -293,7 +293,7 @@ fn max_ms(h: &Histogram<u64>) -> f64 {
 fn payload(sender: usize, seq: u64, t0: Instant, pad: usize) -> String {
     let mut s = format!("{sender}:{seq}:{}:", t0.elapsed().as_micros());
     if s.len() < pad {
-        s.extend(std::iter::repeat('x').take(pad - s.len()));
+        s.extend(std::iter::repeat_n('x', pad - s.len()));
     }
     s
 }

@@ -1,12 +1,14 @@
 //! `claudemesh hook working|idle|post-tool`: Claude Code hooks for UserPromptSubmit, Stop
 //! and PostToolUse. Each sets the session's status in every mesh and (working: `now` and
 //! `next`; post-tool: only `now`) hands waiting messages to the model as additional
-//! context, acknowledging them so no other path shows them again. A hook never blocks the
-//! session: when the broker is unreachable it prints nothing and exits 0.
+//! context, acknowledging them so no other path shows them again. Messages the MCP server
+//! pushed as channel notifications and that the session's transcript shows arrived are
+//! acknowledged without being shown again. A hook never blocks the session: when the
+//! broker is unreachable it prints nothing and exits 0.
 
 use crate::client::config::Home;
 use crate::client::{Client, ClientOptions, InboxMessage};
-use crate::mcp::{format, session};
+use crate::mcp::{format, session, transcript};
 use crate::proto::{Priority, Status};
 use serde::Deserialize;
 use std::time::Duration;
@@ -42,6 +44,7 @@ impl std::str::FromStr for HookKind {
 pub struct HookInput {
     pub session_id: Option<String>,
     pub hook_event_name: Option<String>,
+    pub transcript_path: Option<String>,
 }
 
 /// Run a hook; returns what to print on stdout (nothing when there is nothing to say).
@@ -72,7 +75,16 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
         };
         let _ = c.set_status(status).await;
         if kind != HookKind::Idle {
-            if let Ok(msgs) = c.pull_all().await {
+            if let Ok(mut msgs) = c.pull_all().await {
+                // Channel pushes that reached the model: acknowledged, not shown again.
+                if let Some(t) = &input.transcript_path {
+                    let ids: Vec<String> = msgs.iter().map(|m| m.id.clone()).collect();
+                    let seen = transcript::confirmed(std::path::Path::new(t), &ids);
+                    let (arrived, rest): (Vec<_>, Vec<_>) =
+                        msgs.into_iter().partition(|m| seen.contains(&m.id));
+                    c.ack(&arrived.iter().map(|m| m.msg_id).collect::<Vec<_>>());
+                    msgs = rest;
+                }
                 // `low` waits for check_messages: a prompt does not pull it in.
                 low_waiting += msgs.iter().filter(|m| m.priority == Priority::Low).count();
                 let take: Vec<InboxMessage> = msgs
@@ -106,9 +118,9 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
         (true, _) => format!("[claudemesh] {low_note}"),
         (false, true) => format!(
             "{}\n{low_note}",
-            format::messages(&shown, cfg.meshes.len() > 1)
+            format::messages(&shown, cfg.meshes.len() > 1, &[])
         ),
-        (false, false) => format::messages(&shown, cfg.meshes.len() > 1),
+        (false, false) => format::messages(&shown, cfg.meshes.len() > 1, &[]),
     };
     Some(serde_json::json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}}).to_string())
 }

@@ -55,7 +55,10 @@ pub const HOOKS: &[(&str, &str)] = &[
     ("PostToolUse", "post-tool"),
 ];
 
-fn read(p: &Path) -> Result<Option<(Vec<u8>, Map<String, Value>)>, InstallError> {
+/// A file's bytes and its JSON object.
+type Loaded = (Vec<u8>, Map<String, Value>);
+
+fn read(p: &Path) -> Result<Option<Loaded>, InstallError> {
     let bytes = match std::fs::read(p) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -655,7 +655,7 @@ async fn serve(c: ServeCmd) -> Result<()> {
         .ok_or_else(|| anyhow!("invalid --retention '{}'", c.retention))?;
     cfg.max_message_bytes = c.max_message_bytes;
     cfg.max_frame_bytes = cfg.max_frame_bytes.max(c.max_message_bytes * 2 + 64 * 1024);
-    if !(c.rate_limit > 0.0) {
+    if c.rate_limit.is_nan() || c.rate_limit <= 0.0 {
         bail!("--rate-limit must be positive");
     }
     cfg.rate_per_s = c.rate_limit;
@@ -838,21 +838,11 @@ async fn mcp(home: &Home, c: McpCmd) -> Result<()> {
             bail!("invalid name '{n}': use 1-64 of A-Z a-z 0-9 . _ -");
         }
     }
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let (session_id, source) = crate::mcp::session::detect(&cwd);
-    tracing::info!(session = %session_id, ?source, ?mode, "mcp server starting");
+    // Who this session is depends on the client, known at `initialize` (mcp::session).
     let groups = crate::claude::launch::parse_groups(
         &std::env::var("CLAUDEMESH_GROUPS").unwrap_or_default(),
     );
-    let server = crate::mcp::build(
-        home,
-        crate::mcp::Options {
-            mode,
-            session_id,
-            name,
-            groups,
-        },
-    )?;
+    let server = crate::mcp::build(home, crate::mcp::Options { mode, name, groups })?;
     crate::mcp::serve_stdio(server).await?;
     Ok(())
 }

@@ -182,7 +182,7 @@ impl Home {
                 ))
             })
             .collect();
-        v.sort_by(|a, b| b.0.cmp(&a.0));
+        v.sort_by_key(|x| std::cmp::Reverse(x.0));
         v.into_iter().take(limit).map(|(_, s, n)| (s, n)).collect()
     }
 

@@ -854,7 +854,7 @@ async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame, Codec), ClientErr
 
 /// What a binary client offers: this release's binary encoding (`SUBPROTOCOL_BINARY`),
 /// else JSON.
-const OFFER_BINARY: &str = "claudemesh.v2.postcard, claudemesh.v1.json";
+const OFFER_BINARY: &str = "claudemesh.v3.postcard, claudemesh.v1.json";
 
 fn http_header(s: &'static str) -> tokio_tungstenite::tungstenite::http::HeaderValue {
     tokio_tungstenite::tungstenite::http::HeaderValue::from_static(s)

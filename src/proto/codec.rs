@@ -127,14 +127,14 @@ mod tests {
     fn subprotocol_negotiation_prefers_binary_and_defaults_to_json() {
         assert_eq!(Codec::negotiate(None).0, Codec::Json);
         assert_eq!(
-            Codec::negotiate(Some("claudemesh.v1.json, claudemesh.v2.postcard")).0,
+            Codec::negotiate(Some("claudemesh.v1.json, claudemesh.v3.postcard")).0,
             Codec::Binary
         );
         assert_eq!(Codec::negotiate(Some("other")), (Codec::Json, None));
         // A client of another release offering a binary encoding this broker does not
         // know gets JSON, which stays compatible across releases.
         assert_eq!(
-            Codec::negotiate(Some("claudemesh.v1.postcard, claudemesh.v1.json")),
+            Codec::negotiate(Some("claudemesh.v2.postcard, claudemesh.v1.json")),
             (Codec::Json, Some(super::super::SUBPROTOCOL_JSON))
         );
     }

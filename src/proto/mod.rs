@@ -18,8 +18,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// WebSocket subprotocol for JSON text frames (the default when none is requested).
 pub const SUBPROTOCOL_JSON: &str = "claudemesh.v1.json";
 /// WebSocket subprotocol for postcard binary frames. postcard is positional, so the name
-/// changes whenever a wire type changes shape (v2: peers gained `profile` and `visible`).
-pub const SUBPROTOCOL_BINARY: &str = "claudemesh.v2.postcard";
+/// changes whenever a wire type changes shape (v2: peers gained `profile` and `visible`;
+/// v3: `member_name`, `gets_member_messages`, `terminal`).
+pub const SUBPROTOCOL_BINARY: &str = "claudemesh.v3.postcard";
 
 /// Request id chosen by the client; echoed by the reply or error.
 pub type ReqId = u64;
@@ -141,6 +142,9 @@ pub struct Hello {
 }
 
 /// Frames a client sends.
+// The hello is the big one and is sent once per connection; boxing it would change every
+// construction site for nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientFrame {
@@ -293,6 +297,15 @@ pub struct PeerInfo {
     /// False for a hidden peer (only ever seen in its own lookups and by name).
     #[serde(default = "yes")]
     pub visible: bool,
+    /// The name of the member this session belongs to.
+    #[serde(default)]
+    pub member_name: String,
+    /// A message to `member_name` reaches this peer now (see docs/PROTOCOL.md, "Names").
+    #[serde(default)]
+    pub gets_member_messages: bool,
+    /// The member's terminal peer (CLI commands, `claudemesh inbox`): the member inbox.
+    #[serde(default)]
+    pub terminal: bool,
 }
 
 fn yes() -> bool {

@@ -44,15 +44,15 @@ const SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("sent");
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open database: {0}")]
-    Open(#[from] redb::DatabaseError),
+    Open(Box<redb::DatabaseError>),
     #[error("storage error: {0}")]
-    Storage(#[from] redb::StorageError),
+    Storage(Box<redb::StorageError>),
     #[error("transaction error: {0}")]
-    Transaction(#[from] redb::TransactionError),
+    Transaction(Box<redb::TransactionError>),
     #[error("table error: {0}")]
-    Table(#[from] redb::TableError),
+    Table(Box<redb::TableError>),
     #[error("commit failed: {0}")]
-    Commit(#[from] redb::CommitError),
+    Commit(Box<redb::CommitError>),
     #[error("corrupt record in table {0}: {1}")]
     Decode(&'static str, postcard::Error),
     #[error(
@@ -69,7 +69,28 @@ pub enum StoreError {
     Io(String, std::io::Error),
 }
 
+// redb's errors are large; boxed, a `Result<_, StoreError>` stays small on the hot path.
+macro_rules! boxed_from {
+    ($($variant:ident($t:ty)),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+boxed_from!(
+    Open(redb::DatabaseError),
+    Storage(redb::StorageError),
+    Transaction(redb::TransactionError),
+    Table(redb::TableError),
+    Commit(redb::CommitError)
+);
+
 /// One durable mutation.
+// Ops are moved once into the writer's queue; a peer record inline costs less than an
+// allocation per write.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Op {
     PutMesh(MeshRecord),
@@ -138,6 +159,7 @@ pub struct Store {
     pub stats: Arc<StoreStats>,
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Msg {
     Op(Op, Option<Done>),
     /// Commit what is queued, close the file, and stop.

@@ -156,6 +156,9 @@ impl PeerState {
             last_seen_ms: self.rec.last_seen_ms,
             profile: self.rec.profile.clone(),
             visible: self.rec.visible,
+            member_name: String::new(),
+            gets_member_messages: false,
+            terminal: false,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Peer profile changes (summary, groups, profile, visibility) and lookups (list, resolve).
 
-use super::{refuse, reply_conn, Hub, Refusal, Session};
+use super::{refuse, reply_conn, Hub, MeshState, PeerState, Refusal, Session, State};
 use crate::proto::*;
 use crate::store::*;
 use crate::util::valid_group;
@@ -161,21 +161,33 @@ impl Hub {
 
     /// The mesh's peers as others should see them: every online visible peer, and an
     /// offline one seen in the last day while its name still points at it (an ended
-    /// session whose name a newer session took is not listed again). Hidden peers only see
-    /// themselves. Unlisted peers can still be reached by name or key.
+    /// session whose name a newer session took is not listed again) and no online session
+    /// of the same member runs in the same directory on the same host (it was replaced).
+    /// Hidden peers only see themselves. Unlisted peers can still be reached by name or key.
+    /// Each entry says whose member it is and whether a message to the member's name
+    /// reaches it now.
     pub(super) fn list_peers(&self, s: &Session) -> Vec<PeerInfo> {
         let now = crate::util::now_ms();
         let st = self.lock();
         let Some(mesh) = st.meshes.get(&s.mesh) else {
             return vec![];
         };
-        let online_names: std::collections::HashSet<&str> = mesh
+        let online: Vec<&PeerState> = mesh
             .peers
             .iter()
             .filter_map(|pk| st.peers.get(pk))
             .filter(|p| p.online())
-            .map(|p| p.rec.name.as_str())
             .collect();
+        let online_names: std::collections::HashSet<&str> =
+            online.iter().map(|p| p.rec.name.as_str()).collect();
+        let replaced = |p: &PeerState| {
+            online.iter().any(|q| {
+                q.rec.member_pk == p.rec.member_pk
+                    && q.rec.session_id != TERMINAL_SESSION
+                    && q.rec.cwd == p.rec.cwd
+                    && q.rec.hostname == p.rec.hostname
+            })
+        };
         let mut v: Vec<PeerInfo> = mesh
             .peers
             .iter()
@@ -189,12 +201,24 @@ impl Hub {
                         && mesh
                             .names
                             .get(&p.rec.name)
-                            .is_some_and(|o| o.peer == Some(p.rec.peer_pk)))
+                            .is_some_and(|o| o.peer == Some(p.rec.peer_pk))
+                        && !replaced(p))
             })
-            .map(|p| p.info())
+            .map(|p| self.described(&st, mesh, p))
             .collect();
         v.sort_by(|a, b| b.online.cmp(&a.online).then(a.name.cmp(&b.name)));
         v
+    }
+
+    /// A peer's info with its member's name and whether that name routes to it.
+    fn described(&self, st: &State, mesh: &MeshState, p: &PeerState) -> PeerInfo {
+        let mut info = p.info();
+        if let Some(m) = mesh.members.get(&p.rec.member_pk) {
+            info.member_name = m.name.clone();
+            info.gets_member_messages = route_name(st, mesh, &m.name) == Some(p.rec.peer_pk);
+        }
+        info.terminal = p.rec.session_id == TERMINAL_SESSION;
+        info
     }
 
     pub(super) fn resolve(&self, s: &Session, names: &[String]) -> Result<Vec<PeerInfo>, Refusal> {
@@ -208,28 +232,9 @@ impl Hub {
         let mut out = Vec::with_capacity(names.len());
         for n in names {
             let by_key = Key::parse_hex(n).filter(|k| mesh.peers.contains(k));
-            let pk = by_key.or_else(|| {
-                let owner = mesh.names.get(n)?;
-                // The newest session holding the name, unless it is gone and another
-                // live session (with a push connection, not a one-shot command) of the same
-                // member uses that name.
-                let holder = owner
-                    .peer
-                    .filter(|k| st.peers.get(k).is_some_and(|p| p.push_conn.is_some()));
-                holder
-                    .or_else(|| {
-                        mesh.peers.iter().copied().find(|k| {
-                            st.peers.get(k).is_some_and(|p| {
-                                p.push_conn.is_some()
-                                    && p.rec.name == *n
-                                    && p.rec.member_pk == owner.member
-                            })
-                        })
-                    })
-                    .or(owner.peer)
-            });
+            let pk = by_key.or_else(|| route_name(&st, mesh, n));
             match pk.and_then(|k| st.peers.get(&k)) {
-                Some(p) => out.push(p.info()),
+                Some(p) => out.push(self.described(&st, mesh, p)),
                 None => {
                     let shown: String = n.chars().take(64).collect();
                     return refuse(
@@ -241,4 +246,55 @@ impl Hub {
         }
         Ok(out)
     }
+}
+
+/// The session id of a member's terminal peer (CLI commands, `claudemesh inbox`): the
+/// member inbox.
+pub(super) const TERMINAL_SESSION: &str = "cli";
+
+/// Where a message to a name goes:
+/// 1. the newest session holding the name, while it is live (has a push connection);
+/// 2. else another live session of the same member using that name;
+/// 3. else, when the name is the member's own name: that member's most recently active
+///    live, visible session (working before idle, then the newest connection) — so a
+///    message to a person reaches the session they are working in;
+/// 4. else the name's newest holder, live or not (for a member name with no live session:
+///    the member inbox, read by `claudemesh inbox`).
+fn route_name(st: &State, mesh: &MeshState, n: &str) -> Option<Key> {
+    let owner = mesh.names.get(n)?;
+    let live = |k: &Key| st.peers.get(k).is_some_and(|p| p.push_conn.is_some());
+    owner
+        .peer
+        .filter(live)
+        .or_else(|| {
+            mesh.peers.iter().copied().find(|k| {
+                st.peers.get(k).is_some_and(|p| {
+                    p.push_conn.is_some() && p.rec.name == n && p.rec.member_pk == owner.member
+                })
+            })
+        })
+        .or_else(|| {
+            let is_member_name = mesh.members.get(&owner.member).is_some_and(|m| m.name == n);
+            if !is_member_name {
+                return None;
+            }
+            mesh.peers
+                .iter()
+                .filter_map(|k| st.peers.get(k))
+                .filter(|p| {
+                    p.push_conn.is_some()
+                        && p.rec.member_pk == owner.member
+                        && p.rec.visible
+                        && p.rec.session_id != TERMINAL_SESSION
+                })
+                .max_by_key(|p| {
+                    (
+                        p.rec.status == Status::Working,
+                        p.connected_since_ms,
+                        p.rec.peer_pk.0,
+                    )
+                })
+                .map(|p| p.rec.peer_pk)
+        })
+        .or(owner.peer)
 }
