@@ -4,6 +4,7 @@
 //! `cli` → `client` → `proto`/`crypto`; `broker` → `proto`/`crypto`/`store`.
 //! See docs/ARCHITECTURE notes in ../shared/design and docs/PROTOCOL.md.
 
+pub mod agents;
 pub mod broker;
 pub mod claude;
 pub mod cli;

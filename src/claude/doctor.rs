@@ -40,8 +40,23 @@ fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<Strin
 
 /// Run every check.
 pub async fn run(home: &Home, paths: &ClaudePaths) -> Vec<Check> {
-    let mut out = vec![check_claude().await];
-    out.extend(check_claude_config(paths));
+    let claude = check_claude().await;
+    let agents = check_agents();
+    // Someone who only uses other agents does not need Claude Code.
+    let other_agents = agents
+        .iter()
+        .any(|c| c.ok && c.detail.starts_with("MCP server"));
+    let mut out = Vec::new();
+    if !claude.ok && other_agents {
+        out.push(pass(
+            "claude",
+            format!("not used here ({}); other agents are set up", claude.detail),
+        ));
+    } else {
+        out.push(claude);
+        out.extend(check_claude_config(paths));
+    }
+    out.extend(agents);
     out.extend(check_home(home));
     out.extend(check_brokers(home).await);
     out
@@ -79,6 +94,30 @@ fn runnable(cmd: &str) -> bool {
     }
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(cmd).is_file()))
+}
+
+/// Codex, Gemini CLI, opencode: a check for each one that has our entry or is installed.
+fn check_agents() -> Vec<Check> {
+    let mut out = Vec::new();
+    for a in crate::agents::Agent::ALL {
+        let name = format!("{} config", a.name());
+        let path = a.config_path();
+        match crate::agents::installed_command(a) {
+            Err(e) => out.push(fail(name, e.to_string(), format!("fix or move the file, then run `claudemesh install --client {}`", a.name()))),
+            Ok(Some(cmd)) if runnable(&cmd) => out.push(pass(name, format!("MCP server '{}' in {} runs {cmd}", crate::agents::SERVER, path.display()))),
+            Ok(Some(cmd)) => out.push(fail(
+                name,
+                format!("the MCP entry in {} runs {cmd}, which does not exist", path.display()),
+                format!("run `claudemesh install --client {}` again", a.name()),
+            )),
+            Ok(None) if runnable(a.program()) => out.push(pass(
+                name,
+                format!("{} is installed but not in the mesh (add it with `claudemesh install --client {}`)", a.program(), a.name()),
+            )),
+            Ok(None) => {}
+        }
+    }
+    out
 }
 
 fn check_claude_config(paths: &ClaudePaths) -> Vec<Check> {

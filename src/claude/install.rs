@@ -12,6 +12,8 @@ pub enum InstallError {
     Corrupt(String, serde_json::Error),
     #[error("{0} is not a JSON object; nothing was changed")]
     NotObject(String),
+    #[error("{0} is not valid TOML ({1}); fix or move it — nothing was changed")]
+    CorruptToml(String, String),
     #[error("cannot read {0}: {1}")]
     Read(String, std::io::Error),
     #[error("cannot write {0}: {1}")]
@@ -56,9 +58,9 @@ pub const HOOKS: &[(&str, &str)] = &[
 ];
 
 /// A file's bytes and its JSON object.
-type Loaded = (Vec<u8>, Map<String, Value>);
+pub(crate) type Loaded = (Vec<u8>, Map<String, Value>);
 
-fn read(p: &Path) -> Result<Option<Loaded>, InstallError> {
+pub(crate) fn read(p: &Path) -> Result<Option<Loaded>, InstallError> {
     let bytes = match std::fs::read(p) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -76,12 +78,11 @@ fn read(p: &Path) -> Result<Option<Loaded>, InstallError> {
 
 /// Write `v` if it differs from what was there; back the old file up first. Returns the
 /// backup path when a file was changed.
-fn write(
+pub(crate) fn write(
     p: &Path,
     old: Option<&[u8]>,
     v: &Map<String, Value>,
 ) -> Result<Option<PathBuf>, InstallError> {
-    let err = |e| InstallError::Write(p.display().to_string(), e);
     let mut new = serde_json::to_vec_pretty(&Value::Object(v.clone())).unwrap_or_default();
     new.push(b'\n');
     if let Some(old) = old {
@@ -89,6 +90,17 @@ fn write(
             return Ok(None); // same meaning: leave the file alone
         }
     }
+    replace(p, old, &new)
+}
+
+/// Replace the file at `p` with `new` (atomically, keeping its permissions), backing up
+/// `old` first as `<name>.bak-<time>`. Returns the backup path.
+pub(crate) fn replace(
+    p: &Path,
+    old: Option<&[u8]>,
+    new: &[u8],
+) -> Result<Option<PathBuf>, InstallError> {
+    let err = |e| InstallError::Write(p.display().to_string(), e);
     if let Some(dir) = p.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -106,7 +118,7 @@ fn write(
     }
     let mode = std::fs::metadata(p).ok().map(|m| m.permissions());
     let tmp = p.with_extension(format!("claudemesh-tmp{}", std::process::id()));
-    std::fs::write(&tmp, &new).map_err(err)?;
+    std::fs::write(&tmp, new).map_err(err)?;
     if let Some(mode) = mode {
         let _ = std::fs::set_permissions(&tmp, mode);
     }

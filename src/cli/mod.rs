@@ -88,17 +88,25 @@ pub struct HookCmd {
     pub kind: crate::claude::hook::HookKind,
 }
 
-/// register the MCP server and hooks with Claude Code (~/.claude.json, ~/.claude/settings.json)
+/// register the MCP server with an agent: Claude Code (MCP entry + hooks), or --client codex/gemini/opencode
 #[derive(FromArgs)]
 #[argh(subcommand, name = "install")]
-pub struct InstallCmd {}
+pub struct InstallCmd {
+    /// the agent to connect: claude (default: MCP entry + hooks), codex, gemini or opencode
+    #[argh(option, default = "String::from(\"claude\")")]
+    pub client: String,
+}
 
-/// remove what `install` added to Claude Code's config
+/// remove what `install` added to an agent's config (--client as for install)
 #[derive(FromArgs)]
 #[argh(subcommand, name = "uninstall")]
-pub struct UninstallCmd {}
+pub struct UninstallCmd {
+    /// the agent to disconnect: claude (default), codex, gemini or opencode
+    #[argh(option, default = "String::from(\"claude\")")]
+    pub client: String,
+}
 
-/// run the stdio MCP server for a Claude Code session (Claude Code starts this)
+/// run the stdio MCP server for an agent session (the agent starts this)
 #[derive(FromArgs)]
 #[argh(subcommand, name = "mcp")]
 pub struct McpCmd {
@@ -510,6 +518,20 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Launch(c) => launch(&home, c).await,
+        Cmd::Install(c) if c.client != "claude" => {
+            let agent: crate::agents::Agent = c.client.parse().map_err(|e: String| anyhow!(e))?;
+            let exe = std::env::current_exe().context("cannot find this binary's path")?;
+            let r = crate::agents::install(agent, &exe)?;
+            println!(
+                "installed: MCP server '{}' in {}",
+                crate::agents::SERVER,
+                agent.config_path().display()
+            );
+            for b in r.backups {
+                println!("backup: {}", b.display());
+            }
+            Ok(())
+        }
         Cmd::Install(_) => {
             let exe = std::env::current_exe().context("cannot find this binary's path")?;
             let paths = crate::claude::install::ClaudePaths::from_env();
@@ -518,6 +540,19 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "installed: MCP server 'claudemesh' in {} and hooks in {}",
                 paths.claude_json.display(),
                 paths.settings.display()
+            );
+            for b in r.backups {
+                println!("backup: {}", b.display());
+            }
+            Ok(())
+        }
+        Cmd::Uninstall(c) if c.client != "claude" => {
+            let agent: crate::agents::Agent = c.client.parse().map_err(|e: String| anyhow!(e))?;
+            let r = crate::agents::uninstall(agent)?;
+            println!(
+                "uninstalled claudemesh from {}'s config ({})",
+                agent.name(),
+                agent.config_path().display()
             );
             for b in r.backups {
                 println!("backup: {}", b.display());
