@@ -351,3 +351,107 @@ async fn line_breaks_in_what_others_see_in_peer_lists_are_refused() {
         .to_string();
     assert!(e.contains("control characters"), "{e}");
 }
+
+#[tokio::test]
+async fn a_member_name_reaches_the_members_most_active_session_else_the_member_inbox_and_lists_say_so(
+) {
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let b = bob.connect().await;
+    // No live session: "alice" is alice's member inbox (her terminal peer).
+    let r = b.resolve(&["alice".into()]).await.unwrap().remove(0);
+    assert!(
+        r.terminal && r.gets_member_messages && r.member_name == "alice",
+        "{r:?}"
+    );
+    b.send(
+        &[Dest::parse("alice")],
+        "to the inbox",
+        Priority::Next,
+        None,
+    )
+    .await
+    .unwrap();
+
+    // Two live sessions: the working one gets messages to "alice".
+    let s1 = session(&alice, "s1", "alice-one", true).await;
+    let s2 = session(&alice, "s2", "alice-two", true).await;
+    s2.set_status(Status::Working).await.unwrap();
+    let r = b.resolve(&["alice".into()]).await.unwrap().remove(0);
+    assert_eq!(r.name, "alice-two");
+    b.send(
+        &[Dest::parse("alice")],
+        "to the working session",
+        Priority::Now,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        next_message(&s2, WAIT).await.unwrap().text,
+        "to the working session"
+    );
+    let listed = b.list_peers().await.unwrap();
+    let two = listed.iter().find(|p| p.name == "alice-two").unwrap();
+    assert!(two.gets_member_messages && two.member_name == "alice" && !two.terminal);
+    let one = listed.iter().find(|p| p.name == "alice-one").unwrap();
+    assert!(!one.gets_member_messages);
+    // It stops working: of two idle sessions the newest connection wins.
+    s2.set_status(Status::Idle).await.unwrap();
+    assert_eq!(
+        b.resolve(&["alice".into()]).await.unwrap()[0].name,
+        "alice-two"
+    );
+    s2.close().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while b.resolve(&["alice".into()]).await.unwrap()[0].name != "alice-one" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never moved to the remaining session"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s1.close().await;
+    // The message sent while no session was live is still in the member inbox.
+    let a = alice.connect().await;
+    let inbox = a.pull_all().await.unwrap();
+    assert!(inbox.iter().any(|m| m.text == "to the inbox"), "{inbox:?}");
+    assert!(!inbox.iter().any(|m| m.text == "to the working session"));
+}
+
+#[tokio::test]
+async fn an_ended_session_replaced_by_a_live_one_in_the_same_directory_is_not_listed() {
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let b = bob.connect().await;
+    let old = session(&alice, "old", "alice-old", true).await;
+    let key = old.peer_key();
+    old.close().await;
+    wait_offline(&b, key).await;
+    assert!(
+        b.list_peers()
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.name == "alice-old"),
+        "an ended session is listed for a day"
+    );
+    // A new session of the same member on the same host and directory replaces it.
+    let _new = session(&alice, "new", "alice-new", true).await;
+    let names: Vec<String> = b
+        .list_peers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert!(
+        names.contains(&"alice-new".to_string()) && !names.contains(&"alice-old".to_string()),
+        "{names:?}"
+    );
+    // Still reachable by name.
+    assert_eq!(
+        b.resolve(&["alice-old".into()]).await.unwrap()[0].peer_pk,
+        key
+    );
+}
