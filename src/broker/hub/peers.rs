@@ -4,6 +4,7 @@ use super::{refuse, reply_conn, Hub, MeshState, PeerState, Refusal, Session, Sta
 use crate::proto::*;
 use crate::store::*;
 use crate::util::valid_group;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 const MAX_SUMMARY: usize = 2048;
@@ -178,16 +179,17 @@ impl Hub {
             .filter_map(|pk| st.peers.get(pk))
             .filter(|p| p.online())
             .collect();
-        let online_names: std::collections::HashSet<&str> =
-            online.iter().map(|p| p.rec.name.as_str()).collect();
+        let online_names: HashSet<&str> = online.iter().map(|p| p.rec.name.as_str()).collect();
+        // Where online sessions run: (member, host, directory).
+        let running: HashSet<(Key, &str, &str)> = online
+            .iter()
+            .filter(|q| q.rec.session_id != TERMINAL_SESSION)
+            .map(|q| (q.rec.member_pk, q.rec.hostname.as_str(), q.rec.cwd.as_str()))
+            .collect();
         let replaced = |p: &PeerState| {
-            online.iter().any(|q| {
-                q.rec.member_pk == p.rec.member_pk
-                    && q.rec.session_id != TERMINAL_SESSION
-                    && q.rec.cwd == p.rec.cwd
-                    && q.rec.hostname == p.rec.hostname
-            })
+            running.contains(&(p.rec.member_pk, p.rec.hostname.as_str(), p.rec.cwd.as_str()))
         };
+        let mut routes = HashMap::new();
         let mut v: Vec<PeerInfo> = mesh
             .peers
             .iter()
@@ -204,21 +206,10 @@ impl Hub {
                             .is_some_and(|o| o.peer == Some(p.rec.peer_pk))
                         && !replaced(p))
             })
-            .map(|p| self.described(&st, mesh, p))
+            .map(|p| described(&st, mesh, p, &mut routes))
             .collect();
         v.sort_by(|a, b| b.online.cmp(&a.online).then(a.name.cmp(&b.name)));
         v
-    }
-
-    /// A peer's info with its member's name and whether that name routes to it.
-    fn described(&self, st: &State, mesh: &MeshState, p: &PeerState) -> PeerInfo {
-        let mut info = p.info();
-        if let Some(m) = mesh.members.get(&p.rec.member_pk) {
-            info.member_name = m.name.clone();
-            info.gets_member_messages = route_name(st, mesh, &m.name) == Some(p.rec.peer_pk);
-        }
-        info.terminal = p.rec.session_id == TERMINAL_SESSION;
-        info
     }
 
     pub(super) fn resolve(&self, s: &Session, names: &[String]) -> Result<Vec<PeerInfo>, Refusal> {
@@ -230,11 +221,12 @@ impl Hub {
             return refuse(ErrorCode::NotMember, "mesh is gone");
         };
         let mut out = Vec::with_capacity(names.len());
+        let mut routes = HashMap::new();
         for n in names {
             let by_key = Key::parse_hex(n).filter(|k| mesh.peers.contains(k));
             let pk = by_key.or_else(|| route_name(&st, mesh, n));
             match pk.and_then(|k| st.peers.get(&k)) {
-                Some(p) => out.push(self.described(&st, mesh, p)),
+                Some(p) => out.push(described(&st, mesh, p, &mut routes)),
                 None => {
                     let shown: String = n.chars().take(64).collect();
                     return refuse(
@@ -246,6 +238,26 @@ impl Hub {
         }
         Ok(out)
     }
+}
+
+/// A peer's info with its member's name and whether that name routes to it (`routes`
+/// remembers each member's route for one lookup).
+fn described(
+    st: &State,
+    mesh: &MeshState,
+    p: &PeerState,
+    routes: &mut HashMap<Key, Option<Key>>,
+) -> PeerInfo {
+    let mut info = p.info();
+    if let Some(m) = mesh.members.get(&p.rec.member_pk) {
+        info.member_name = m.name.clone();
+        let route = *routes
+            .entry(p.rec.member_pk)
+            .or_insert_with(|| route_name(st, mesh, &m.name));
+        info.gets_member_messages = route == Some(p.rec.peer_pk);
+    }
+    info.terminal = p.rec.session_id == TERMINAL_SESSION;
+    info
 }
 
 /// The session id of a member's terminal peer (CLI commands, `claudemesh inbox`): the
