@@ -11,6 +11,7 @@ use crate::proto::{
 pub fn frame_json(data: &[u8]) {
     let _ = Codec::Json.decode::<ClientFrame>(data);
     let _ = Codec::Json.decode::<ServerFrame>(data);
+    let _ = Codec::Json.peek_req_id(data);
 }
 
 /// A postcard binary frame, both directions; re-encoding what decodes must round-trip.
@@ -22,6 +23,7 @@ pub fn frame_binary(data: &[u8]) {
         assert_eq!(again, f);
     }
     let _ = Codec::Binary.decode::<ServerFrame>(data);
+    let _ = Codec::Binary.peek_req_id(data);
 }
 
 /// An invite link or its signed part.

@@ -100,6 +100,17 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The WebSocket config of both ends: small buffers (thousands of idle connections) and frame caps.
+pub fn ws_config(max_frame: usize) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        // Frames are buffered until the writer flushes its batch: one syscall per batch.
+        .write_buffer_size(64 * 1024)
+        .max_write_buffer_size(64 * 1024 * 1024)
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

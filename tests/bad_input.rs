@@ -163,16 +163,31 @@ async fn malformed_frames_get_bad_frame_errors_and_the_connection_survives() {
         .unwrap()
         .get("hello_ack")
         .is_some());
+    // Frames that are not frames: a connection-level `bad_frame` (no id to answer).
     for bad in [
         "{nope",
         "[]",
         r#"{"send":{"id":5}}"#,
         r#"{"ack":{"ids":["zz"]}}"#,
         r#"{"teleport":{}}"#,
+        r#"{"req":{"body":{"core":{"ping":{}}}}}"#,
         "\u{0}",
     ] {
         send_text(&mut ws, bad).await;
         expect_error(&mut ws, "bad_frame").await;
+    }
+    // Requests whose body does not decode: `bad_request`, answering that request's id.
+    for (id, body) in [
+        (5, json!({"msg": {"send": {}}})),
+        (6, json!({"teleport": {}})),
+        (7, json!({"peers": {"nope": {}}})),
+        (8, json!({"peers": {"set_visible": {"visible": "yes"}}})),
+        (9, json!("core")),
+    ] {
+        send_text(&mut ws, req_json(id, body)).await;
+        let v = recv_json(&mut ws, T).await.expect("an error frame");
+        assert_eq!(v["error"]["code"], "bad_request", "{v}");
+        assert_eq!(v["error"]["id"], id, "{v}");
     }
     // Invalid UTF-8 in a binary frame on a JSON connection.
     use futures_util::SinkExt;
@@ -182,16 +197,17 @@ async fn malformed_frames_get_bad_frame_errors_and_the_connection_survives() {
     .await
     .unwrap();
     expect_error(&mut ws, "bad_frame").await;
-    send_text(&mut ws, r#"{"ping":{"id":77}}"#).await;
+    send_text(&mut ws, req_json(77, json!({"core": {"ping": {}}}))).await;
     let v = recv_json(&mut ws, T).await.unwrap();
-    assert_eq!(v["pong"]["id"], 77);
+    assert_eq!(v["reply"]["id"], 77);
+    assert!(v["reply"]["body"]["core"]["ping"]["server_time_ms"].is_u64());
 }
 
 #[tokio::test]
 async fn frames_before_hello_are_refused() {
     let mesh = Mesh::start().await;
     let mut ws = raw_ws(mesh.server().addr).await;
-    send_text(&mut ws, r#"{"ping":{"id":1}}"#).await;
+    send_text(&mut ws, req_json(1, json!({"core": {"ping": {}}}))).await;
     expect_error(&mut ws, "not_authenticated").await;
     assert!(closed_within(&mut ws, T).await);
 }
@@ -222,10 +238,10 @@ async fn oversized_message_is_refused_with_its_size_and_the_limit() {
     .await;
     recv_json(&mut ws, T).await.unwrap();
     let peers = a.resolve(&["bob".into()]).await.unwrap();
-    let f = json!({"send": {"id": 9, "msg_id": "00112233445566778899aabbccddeeff", "priority": "next", "reply_to": null,
+    let f = json!({"msg": {"send": {"msg_id": "00112233445566778899aabbccddeeff",
         "envelopes": [{"to": {"peer": peers[0].peer_pk.hex()}, "sealed": {
-        "nonce": claudemesh::util::b64(&[0u8; 24]), "ct": claudemesh::util::b64(&vec![1u8; 70_000])}}]}});
-    send_text(&mut ws, f.to_string()).await;
+        "nonce": claudemesh::util::b64(&[0u8; 24]), "ct": claudemesh::util::b64(&vec![1u8; 70_000])}}]}}});
+    send_text(&mut ws, req_json(9, f)).await;
     let v = recv_json(&mut ws, T).await.unwrap();
     assert_eq!(v["error"]["code"], "too_large");
     assert_eq!(v["error"]["id"], 9);
@@ -275,27 +291,32 @@ async fn rate_limit_gives_a_clear_error_and_recovers() {
     .await;
     recv_json(&mut ws, T).await.unwrap();
     for i in 0..60 {
-        send_text(&mut ws, format!(r#"{{"ping":{{"id":{i}}}}}"#)).await;
+        send_text(&mut ws, req_json(i, json!({"core": {"ping": {}}}))).await;
     }
     let (mut pongs, mut limited) = (0, 0);
+    let mut answered = std::collections::HashSet::new();
     while let Some(v) = recv_json(&mut ws, Duration::from_millis(500)).await {
-        if v.get("pong").is_some() {
+        if let Some(id) = v["reply"]["id"].as_u64() {
             pongs += 1;
+            answered.insert(id);
         } else {
-            assert_eq!(v["error"]["code"], "rate_limited");
+            assert_eq!(v["error"]["code"], "rate_limited", "{v}");
             assert!(v["error"]["message"]
                 .as_str()
                 .unwrap()
                 .contains("rate limit"));
+            assert!(v["error"]["retry_after_ms"].as_u64().unwrap() >= 1, "{v}");
+            answered.insert(v["error"]["id"].as_u64().unwrap());
             limited += 1;
         }
     }
-    // The burst is served; the first refusals of a burst are answered, the rest dropped.
+    // The burst is served, and every refused request still gets its one reply.
     assert!((20..60).contains(&pongs), "pongs {pongs}");
-    assert!((1..=16).contains(&limited), "limited {limited}");
+    assert_eq!(pongs + limited, 60);
+    assert_eq!(answered.len(), 60, "one reply per request");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    send_text(&mut ws, r#"{"ping":{"id":1000}}"#).await;
-    assert_eq!(recv_json(&mut ws, T).await.unwrap()["pong"]["id"], 1000);
+    send_text(&mut ws, req_json(1000, json!({"core": {"ping": {}}}))).await;
+    assert_eq!(recv_json(&mut ws, T).await.unwrap()["reply"]["id"], 1000);
 }
 
 #[tokio::test]

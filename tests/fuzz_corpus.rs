@@ -37,22 +37,25 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         },
         1_764_374_400_000,
     );
-    let send = ClientFrame::Send {
-        id: 1,
-        msg_id: id,
-        priority: Priority::Next,
-        reply_to: None,
-        envelopes: vec![
-            Envelope {
-                to: Target::Peer(b.public()),
-                sealed: dm.clone(),
-            },
-            Envelope {
-                to: Target::Group("eng".into()),
-                sealed: grp.clone(),
-            },
-        ],
-    };
+    let req = |id, body: Request| ClientFrame::Req(Req { id, body });
+    let send = req(
+        1,
+        Request::Msg(msg::Request::Send {
+            msg_id: id,
+            priority: Priority::Next,
+            reply_to: None,
+            envelopes: vec![
+                Envelope {
+                    to: Target::Peer(b.public()),
+                    sealed: dm.clone(),
+                },
+                Envelope {
+                    to: Target::Group("eng".into()),
+                    sealed: grp.clone(),
+                },
+            ],
+        }),
+    );
     let deliver = ServerFrame::Deliver(Delivery {
         msg_id: id,
         from: a.public(),
@@ -70,20 +73,27 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ClientFrame::Hello(h.clone()),
         send,
         ClientFrame::Ack { ids: vec![id] },
-        ClientFrame::Pull { id: 2, limit: 10 },
-        ClientFrame::SetStatus {
-            id: 3,
-            status: Status::Dnd,
-        },
-        ClientFrame::Resolve {
-            id: 4,
-            names: vec!["bob".into()],
-        },
-        ClientFrame::JoinGroup {
-            id: 5,
-            group: "eng/web".into(),
-            role: "lead".into(),
-        },
+        req(2, Request::Msg(msg::Request::Pull { limit: 10 })),
+        req(
+            3,
+            Request::Msg(msg::Request::SetStatus {
+                status: Status::Dnd,
+            }),
+        ),
+        req(
+            4,
+            Request::Peers(peers::Request::Resolve {
+                names: vec!["bob".into()],
+            }),
+        ),
+        req(
+            5,
+            Request::Peers(peers::Request::JoinGroup {
+                group: "eng/web".into(),
+                role: "lead".into(),
+            }),
+        ),
+        req(6, Request::Core(core::Request::Ping {})),
     ];
     let owner = Identity::from_secrets([10; 32], [11; 32]);
     let payload = invite::InvitePayload {

@@ -219,9 +219,9 @@ async fn a_member_of_one_mesh_cannot_reach_another_meshs_peers_or_data() {
     let carol = mesh.member("carol").await;
     send_text(&mut ws, hello_json(&carol, "carol", "cli")).await;
     recv_json(&mut ws, T).await.unwrap();
-    let f = serde_json::json!({"send": {"id": 1, "msg_id": "00112233445566778899aabbccddeeff", "priority": "now", "reply_to": null,
-        "envelopes": [{"to": {"peer": zed_pk.hex()}, "sealed": {"nonce": claudemesh::util::b64(&[0; 24]), "ct": claudemesh::util::b64(&[1; 40])}}]}});
-    send_text(&mut ws, f.to_string()).await;
+    let f = serde_json::json!({"msg": {"send": {"msg_id": "00112233445566778899aabbccddeeff", "priority": "now",
+        "envelopes": [{"to": {"peer": zed_pk.hex()}, "sealed": {"nonce": claudemesh::util::b64(&[0; 24]), "ct": claudemesh::util::b64(&[1; 40])}}]}}});
+    send_text(&mut ws, req_json(1, f)).await;
     let mut v = recv_json(&mut ws, T).await.unwrap();
     while v.get("event").is_some() {
         v = recv_json(&mut ws, T).await.unwrap();

@@ -185,7 +185,7 @@ async fn a_client_built_from_the_protocol_doc_joins_sends_and_receives() {
         .unwrap();
     let ts = now();
     let nonce: [u8; 16] = rand();
-    let (session, v) = ("s1", 1u32);
+    let (session, v) = ("s1", 2u32);
     let mut signed_hello = b"claudemesh/hello/v1\0".to_vec();
     signed_hello.extend_from_slice(&v.to_be_bytes());
     for k in [&mesh_id, &member_pk, &peer_pk, &peer_xpk] {
@@ -209,15 +209,18 @@ async fn a_client_built_from_the_protocol_doc_joins_sends_and_receives() {
 
     // --- Resolve bob and send him a DM (sections 4.2, 5).
     ws.send(Message::Text(
-        json!({"resolve": {"id": 1, "names": ["bob"]}})
+        json!({"req": {"id": 1, "body": {"peers": {"resolve": {"names": ["bob"]}}}}})
             .to_string()
             .into(),
     ))
     .await
     .unwrap();
-    let peers = next_frame(&mut ws, "peers").await;
-    let bob_pk = unhex32(peers["peers"][0]["peer_pk"].as_str().unwrap());
-    let bob_xpk = unhex32(peers["peers"][0]["peer_xpk"].as_str().unwrap());
+    let reply = next_frame(&mut ws, "reply").await;
+    assert_eq!(reply["id"], 1);
+    let bob = &reply["body"]["peers"]["resolve"]["results"][0];
+    assert_eq!(bob["name"], "bob");
+    let bob_pk = unhex32(bob["peer"]["peer_pk"].as_str().unwrap());
+    let bob_xpk = unhex32(bob["peer"]["peer_xpk"].as_str().unwrap());
     let msg_id: [u8; 16] = rand();
     let cipher = dm_key(
         peer_x.diffie_hellman(&bob_xpk.into()).to_bytes(),
@@ -236,14 +239,16 @@ async fn a_client_built_from_the_protocol_doc_joins_sends_and_receives() {
             },
         )
         .unwrap();
-    let send = json!({"send": {"id": 2, "msg_id": hex::encode(msg_id), "priority": "now", "reply_to": null,
-        "envelopes": [{"to": target, "sealed": {"nonce": b64e(&nonce), "ct": b64e(&ct)}}]}});
+    // `priority` and `reply_to` left out: they default to "next" and null.
+    let send = json!({"req": {"id": 2, "body": {"msg": {"send": {"msg_id": hex::encode(msg_id),
+        "envelopes": [{"to": target, "sealed": {"nonce": b64e(&nonce), "ct": b64e(&ct)}}]}}}}});
     ws.send(Message::Text(send.to_string().into()))
         .await
         .unwrap();
-    let accepted = next_frame(&mut ws, "accepted").await;
+    let reply = next_frame(&mut ws, "reply").await;
+    let accepted = &reply["body"]["msg"]["send"];
     assert_eq!(
-        (accepted["id"].as_u64(), accepted["recipients"].as_u64()),
+        (reply["id"].as_u64(), accepted["recipients"].as_u64()),
         (Some(2), Some(1))
     );
     let got = common::next_message(&b, common::WAIT)
@@ -302,10 +307,14 @@ async fn a_client_built_from_the_protocol_doc_joins_sends_and_receives() {
 
     // Acked: a pull returns nothing.
     ws.send(Message::Text(
-        json!({"pull": {"id": 3, "limit": 10}}).to_string().into(),
+        json!({"req": {"id": 3, "body": {"msg": {"pull": {}}}}})
+            .to_string()
+            .into(),
     ))
     .await
     .unwrap();
-    let msgs = next_frame(&mut ws, "messages").await;
-    assert_eq!(msgs["messages"].as_array().unwrap().len(), 0);
+    let reply = next_frame(&mut ws, "reply").await;
+    assert_eq!(reply["id"], 3);
+    let msgs = &reply["body"]["msg"]["pull"]["messages"];
+    assert_eq!(msgs.as_array().unwrap().len(), 0);
 }

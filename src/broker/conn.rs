@@ -1,8 +1,10 @@
 //! One WebSocket connection: the hello deadline, the reader loop, and the writer task that
 //! drains a bounded queue of pre-encoded messages into the socket.
 
-use super::hub::{encode_msg, Hub, Session};
-use crate::proto::{ClientFrame, Codec, ErrorCode, ServerFrame};
+use super::dispatch::dispatch;
+use super::hub::{Hub, Session};
+use super::outbox::{encode_msg, send_on, ConnHandle, Refusal, Responder};
+use crate::proto::{ClientFrame, Codec, ErrorCode, Req, ServerFrame};
 use crate::util::now_ms;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,32 +15,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
-
-/// The hub's handle on a live connection.
-#[derive(Clone)]
-pub struct ConnHandle {
-    pub id: u64,
-    pub codec: Codec,
-    pub push: bool,
-    tx: mpsc::Sender<Message>,
-    kill: Arc<Notify>,
-    last_rx: Arc<AtomicU64>,
-}
-
-impl ConnHandle {
-    /// Queue a message without waiting; false when the queue is full or the socket is gone.
-    pub fn try_send(&self, m: Message) -> bool {
-        self.tx.try_send(m).is_ok()
-    }
-    /// Ask the connection to close.
-    pub fn kill(&self) {
-        self.kill.notify_one();
-    }
-    /// When the last frame (of any kind) arrived, in ms since the epoch.
-    pub fn last_rx(&self) -> u64 {
-        self.last_rx.load(Ordering::Relaxed)
-    }
-}
 
 fn close_msg(code: CloseCode, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
@@ -154,15 +130,15 @@ where
 
     let kill = Arc::new(Notify::new());
     let last_rx = Arc::new(AtomicU64::new(now_ms()));
-    let handle = ConnHandle {
-        id: hub.next_conn_id(),
+    let handle = ConnHandle::new(
+        hub.next_conn_id(),
         codec,
-        push: hello.push,
-        tx: tx.clone(),
-        kill: kill.clone(),
-        last_rx: last_rx.clone(),
-    };
-    let session = match hub.hello(&hello, handle).await {
+        hello.push,
+        tx.clone(),
+        kill.clone(),
+        last_rx.clone(),
+    );
+    let session = match hub.hello(&hello, handle.clone()).await {
         Ok(s) => s,
         Err(e) => {
             tracing::info!(code = ?e.code, reason = %e.message, "hello refused");
@@ -193,13 +169,13 @@ where
                 last_rx.store(now_ms(), Ordering::Relaxed);
                 match next {
                     None => break,
-                    Some(Ok(Message::Text(t))) => on_data(&hub, &session, codec, t.as_bytes(), &mut limited_in_a_row),
-                    Some(Ok(Message::Binary(b))) => on_data(&hub, &session, codec, &b, &mut limited_in_a_row),
+                    Some(Ok(Message::Text(t))) => on_data(&hub, &session, &handle, t.as_bytes(), &mut limited_in_a_row),
+                    Some(Ok(Message::Binary(b))) => on_data(&hub, &session, &handle, &b, &mut limited_in_a_row),
                     Some(Ok(Message::Close(_))) => break,
                     Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
                     Some(Err(e)) => {
                         if let Some(f) = ws_error_frame(&e) {
-                            hub.reply(&session, &f);
+                            send_on(&handle, encode_msg(codec, &f));
                             let _ = tx.try_send(close_msg(CloseCode::Size, "frame too large"));
                         }
                         break;
@@ -208,7 +184,7 @@ where
                 if limited_in_a_row > hub.cfg.flood_limit {
                     tracing::warn!(conn = session.conn_id, "flooding beyond the rate limit; disconnecting");
                     let f = ServerFrame::error(None, ErrorCode::RateLimited, "disconnected: sustained flooding beyond the rate limit");
-                    hub.reply(&session, &f);
+                    send_on(&handle, encode_msg(codec, &f));
                     let _ = tx.try_send(close_msg(CloseCode::Policy, "flooding"));
                     break;
                 }
@@ -228,43 +204,60 @@ where
     }
 }
 
-fn on_data(hub: &Arc<Hub>, s: &Session, codec: Codec, data: &[u8], limited_in_a_row: &mut u32) {
-    if !hub.allow_frame(s) {
+/// One frame of an authenticated connection. Every request gets exactly one reply: its
+/// handler's, `bad_request` when its body does not decode, or `rate_limited` with a
+/// retry-after when the peer is over its rate. A flooder that keeps going past
+/// `flood_limit` limited frames in a row is disconnected (close 1008 "flooding").
+fn on_data(
+    hub: &Arc<Hub>,
+    s: &Session,
+    conn: &ConnHandle,
+    data: &[u8],
+    limited_in_a_row: &mut u32,
+) {
+    let codec = conn.codec;
+    let frame = codec.decode::<ClientFrame>(data);
+    if let Err(retry_after_ms) = hub.allow_frame(s) {
         *limited_in_a_row += 1;
-        // Answer the first few of a burst; a flooder gets no reply per frame (it would only
-        // cost us encoding work), then is disconnected.
-        if *limited_in_a_row <= 16 {
-            let id = codec
-                .decode::<ClientFrame>(data)
-                .ok()
-                .as_ref()
-                .and_then(ClientFrame::req_id)
-                .or_else(|| peek_id(codec, data));
+        let id = match &frame {
+            Ok(ClientFrame::Req(q)) => Some(q.id),
+            Ok(_) => None,
+            Err(_) => codec.peek_req_id(data),
+        };
+        if let Some(id) = id {
             let msg = format!(
-                "rate limit exceeded ({} frames/s); slow down and retry",
+                "rate limit exceeded ({} frames/s); retry after {retry_after_ms} ms",
                 hub.cfg.rate_per_s
             );
-            hub.reply(s, &ServerFrame::error(id, ErrorCode::RateLimited, msg));
+            Responder::new(conn.clone(), id).retry_after(
+                ErrorCode::RateLimited,
+                msg,
+                retry_after_ms,
+            );
         }
         return;
     }
     *limited_in_a_row = 0;
-    match codec.decode::<ClientFrame>(data) {
-        Ok(f) => hub.handle(s, f),
-        Err(e) => hub.reply(
-            s,
-            &ServerFrame::error(peek_id(codec, data), ErrorCode::BadFrame, e.to_string()),
-        ),
+    match frame {
+        Ok(ClientFrame::Req(Req { id, body })) => {
+            dispatch(hub, s, body, Responder::new(conn.clone(), id))
+        }
+        Ok(ClientFrame::Ack { ids }) => hub.ack(s, &ids),
+        Ok(ClientFrame::Hello(_)) => {
+            let f = ServerFrame::error(None, ErrorCode::BadRequest, "already authenticated");
+            send_on(conn, encode_msg(codec, &f));
+        }
+        Err(e) => match codec.peek_req_id(data) {
+            Some(id) => Responder::new(conn.clone(), id).err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("request {id} does not decode: {e}"),
+            )),
+            None => {
+                let f = ServerFrame::error(None, ErrorCode::BadFrame, e.to_string());
+                send_on(conn, encode_msg(codec, &f));
+            }
+        },
     }
-}
-
-/// Best effort: find the request id of a frame we will not process, to echo it in the error.
-fn peek_id(codec: Codec, data: &[u8]) -> Option<u64> {
-    if codec != Codec::Json {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(data).ok()?;
-    v.as_object()?.values().next()?.get("id")?.as_u64()
 }
 
 fn ws_error_frame(e: &WsError) -> Option<ServerFrame> {

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 type Resp = Response<Full<Bytes>>;
@@ -110,17 +110,6 @@ async fn join(hub: Arc<Hub>, req: Request<Incoming>) -> Resp {
     }
 }
 
-/// The WebSocket config: small buffers (thousands of idle connections) and frame caps.
-pub fn ws_config(max_frame: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(4096)
-        // Frames are buffered until the writer flushes its batch: one syscall per batch.
-        .write_buffer_size(64 * 1024)
-        .max_write_buffer_size(64 * 1024 * 1024)
-        .max_message_size(Some(max_frame))
-        .max_frame_size(Some(max_frame))
-}
-
 fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>) -> Resp {
     let is_ws = req
         .headers()
@@ -166,7 +155,7 @@ fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>) -> Resp {
                 let mut ws = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
-                    Some(ws_config(max_frame)),
+                    Some(crate::util::ws_config(max_frame)),
                 )
                 .await;
                 if mismatch {

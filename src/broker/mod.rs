@@ -6,8 +6,10 @@
 
 pub mod admin;
 pub mod conn;
+pub mod dispatch;
 pub mod http;
 pub mod hub;
+pub mod outbox;
 
 use crate::store::{Op, Store, StoreError};
 use hub::Hub;

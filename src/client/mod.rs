@@ -209,6 +209,8 @@ struct Shared {
     /// Cached DM pair keys (one X25519 per peer pair).
     keys: Mutex<seal::PairKeys>,
     inbound_tx: mpsc::UnboundedSender<Inbound>,
+    /// The capabilities the broker offered in its last hello ack (`name/version`).
+    caps: Mutex<Vec<String>>,
 }
 
 /// A live client. Dropping it closes the connection.
@@ -289,6 +291,7 @@ impl Client {
             state,
             seen: Mutex::new(seen),
             inbound_tx,
+            caps: Mutex::new(Vec::new()),
         });
         let task = tokio::spawn(run(shared.clone(), out_rx));
         Client {
@@ -301,6 +304,12 @@ impl Client {
 
     pub fn state(&self) -> ConnState {
         self.shared.state.borrow().clone()
+    }
+
+    /// The capabilities the broker offered when this client last connected
+    /// (`name/version`, e.g. `peers/1`); empty before the first connection.
+    pub fn caps(&self) -> Vec<String> {
+        lock(&self.shared.caps).clone()
     }
 
     pub fn peer_key(&self) -> Key {
@@ -326,55 +335,77 @@ impl Client {
         }
     }
 
-    /// Send a request frame and wait for its reply (errors become `Refused`).
+    /// Send a request and wait for its one reply; `pick` takes the expected response out of
+    /// it (anything else is `Unexpected`, handled here once for every call).
     ///
     /// Fails fast with `NotConnected` when the broker is unreachable right now. When the
     /// connection drops mid-request, the request is retried (with a fresh id) after the
     /// reconnect until `request_timeout`; every request is idempotent (sends carry their
-    /// message id, which the broker dedupes).
-    async fn request(
+    /// message id, which the broker dedupes). A `rate_limited` answer is retried after the
+    /// broker's retry-after, inside the same deadline.
+    pub async fn call<T>(
         &self,
-        mut make: impl FnMut(ReqId) -> ClientFrame,
-    ) -> Result<ServerFrame, ClientError> {
+        req: impl Into<Request>,
+        pick: impl FnOnce(Response) -> Result<T, Response>,
+    ) -> Result<T, ClientError> {
+        let body = self.request(req.into()).await?;
+        pick(body).map_err(|other| ClientError::Unexpected(format!("{other:?}")))
+    }
+
+    async fn request(&self, req: Request) -> Result<Response, ClientError> {
         self.ensure_connected()?;
         let t = self.shared.opts.request_timeout;
         let deadline = tokio::time::Instant::now() + t;
         let mut delay = Duration::from_millis(50);
         loop {
-            let r = self.request_once(&mut make, deadline).await;
+            let r = self.request_once(&req, deadline).await;
+            let now = tokio::time::Instant::now();
             match r {
-                Err(ClientError::Disconnected | ClientError::NotConnected(_))
-                    if tokio::time::Instant::now() < deadline =>
-                {
+                Err(ClientError::Disconnected | ClientError::NotConnected(_)) if now < deadline => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                     let _ = self
-                        .wait_connected(
-                            deadline.saturating_duration_since(tokio::time::Instant::now()),
-                        )
+                        .wait_connected(deadline.saturating_duration_since(now))
                         .await;
                 }
                 Err(ClientError::Disconnected | ClientError::NotConnected(_)) => {
                     return Err(ClientError::Timeout(t))
                 }
-                Ok(ServerFrame::Error { code, message, .. }) => {
-                    return Err(ClientError::Refused { code, message })
+                Ok(ServerFrame::Reply { body, .. }) => return Ok(body),
+                Ok(ServerFrame::Error(e)) => {
+                    let wait = e.retry_after_ms.map(Duration::from_millis);
+                    match wait {
+                        Some(w) if e.code == ErrorCode::RateLimited && now + w < deadline => {
+                            tokio::time::sleep(w).await
+                        }
+                        _ => {
+                            return Err(ClientError::Refused {
+                                code: e.code,
+                                message: e.message,
+                            })
+                        }
+                    }
                 }
-                other => return other,
+                Ok(f) => return Err(ClientError::Unexpected(format!("{f:?}"))),
+                Err(e) => return Err(e),
             }
         }
     }
 
     async fn request_once(
         &self,
-        make: &mut impl FnMut(ReqId) -> ClientFrame,
+        req: &Request,
         deadline: tokio::time::Instant,
     ) -> Result<ServerFrame, ClientError> {
         self.ensure_connected()?;
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.shared.pending).insert(id, tx);
-        if self.out.send(make(id)).is_err() {
+        let frame = ClientFrame::Req(Req {
+            id,
+            body: req.clone(),
+        });
+        if self.out.send(frame).is_err() {
             lock(&self.shared.pending).remove(&id);
             return Err(ClientError::Closed);
         }
@@ -387,50 +418,78 @@ impl Client {
         r
     }
 
-    /// Look peers up by name or key (offline peers included).
+    /// Look peers up by name or key (offline peers included): every name must be held,
+    /// else `UnknownTarget` naming the ones nobody holds.
     pub async fn resolve(&self, names: &[String]) -> Result<Vec<PeerInfo>, ClientError> {
-        match self
-            .request(|id| ClientFrame::Resolve {
-                id,
-                names: names.to_vec(),
-            })
-            .await?
-        {
-            ServerFrame::Peers { peers, .. } => Ok(peers),
-            f => Err(ClientError::Unexpected(format!("{f:?}"))),
+        let results = self
+            .call(
+                peers::Request::Resolve {
+                    names: names.to_vec(),
+                },
+                |r| match r {
+                    Response::Peers(peers::Response::Resolve { results }) => Ok(results),
+                    r => Err(r),
+                },
+            )
+            .await?;
+        let missing: Vec<String> = results
+            .iter()
+            .filter(|r| r.peer.is_none())
+            .map(|r| format!("'{}'", r.name.chars().take(64).collect::<String>()))
+            .collect();
+        if !missing.is_empty() {
+            let mesh = match &*self.shared.state.borrow() {
+                ConnState::Connected { mesh_name, .. } => mesh_name.clone(),
+                _ => String::new(),
+            };
+            return Err(ClientError::Refused {
+                code: ErrorCode::UnknownTarget,
+                message: format!("unknown peer {} in mesh '{mesh}'", missing.join(", ")),
+            });
         }
+        Ok(results.into_iter().filter_map(|r| r.peer).collect())
     }
 
     pub async fn list_peers(&self) -> Result<Vec<PeerInfo>, ClientError> {
-        match self.request(|id| ClientFrame::ListPeers { id }).await? {
-            ServerFrame::Peers { peers, .. } => Ok(peers),
-            f => Err(ClientError::Unexpected(format!("{f:?}"))),
-        }
+        self.call(peers::Request::List {}, |r| match r {
+            Response::Peers(peers::Response::List { peers }) => Ok(peers),
+            r => Err(r),
+        })
+        .await
     }
 
-    async fn expect_ok(&self, make: impl FnMut(ReqId) -> ClientFrame) -> Result<(), ClientError> {
-        match self.request(make).await? {
-            ServerFrame::Ok { .. } => Ok(()),
-            f => Err(ClientError::Unexpected(format!("{f:?}"))),
-        }
+    /// A `peers` change whose answer carries nothing.
+    async fn peers_change(&self, q: peers::Request) -> Result<(), ClientError> {
+        self.call(q, |r| match r {
+            Response::Peers(
+                peers::Response::SetSummary {}
+                | peers::Response::SetProfile {}
+                | peers::Response::SetVisible {}
+                | peers::Response::JoinGroup {}
+                | peers::Response::LeaveGroup {},
+            ) => Ok(()),
+            r => Err(r),
+        })
+        .await
     }
 
     pub async fn set_status(&self, status: Status) -> Result<(), ClientError> {
-        self.expect_ok(|id| ClientFrame::SetStatus { id, status })
-            .await
+        self.call(msg::Request::SetStatus { status }, |r| match r {
+            Response::Msg(msg::Response::SetStatus {}) => Ok(()),
+            r => Err(r),
+        })
+        .await
     }
 
     pub async fn set_summary(&self, summary: &str) -> Result<(), ClientError> {
-        self.expect_ok(|id| ClientFrame::SetSummary {
-            id,
+        self.peers_change(peers::Request::SetSummary {
             summary: summary.to_string(),
         })
         .await
     }
 
     pub async fn join_group(&self, group: &str, role: &str) -> Result<(), ClientError> {
-        self.expect_ok(|id| ClientFrame::JoinGroup {
-            id,
+        self.peers_change(peers::Request::JoinGroup {
             group: group.to_string(),
             role: role.to_string(),
         })
@@ -438,32 +497,31 @@ impl Client {
     }
 
     pub async fn leave_group(&self, group: &str) -> Result<(), ClientError> {
-        self.expect_ok(|id| ClientFrame::LeaveGroup {
-            id,
+        self.peers_change(peers::Request::LeaveGroup {
             group: group.to_string(),
         })
         .await
     }
 
     pub async fn set_profile(&self, profile: &Profile) -> Result<(), ClientError> {
-        self.expect_ok(|id| ClientFrame::SetProfile {
-            id,
+        self.peers_change(peers::Request::SetProfile {
             profile: profile.clone(),
         })
         .await
     }
 
     pub async fn set_visible(&self, visible: bool) -> Result<(), ClientError> {
-        self.expect_ok(|id| ClientFrame::SetVisible { id, visible })
+        self.peers_change(peers::Request::SetVisible { visible })
             .await
     }
 
     /// Messages waiting for this peer at the broker: `(now, next, low)`.
     pub async fn unread(&self) -> Result<(u32, u32, u32), ClientError> {
-        match self.request(|id| ClientFrame::Unread { id }).await? {
-            ServerFrame::Unread { now, next, low, .. } => Ok((now, next, low)),
-            f => Err(ClientError::Unexpected(format!("{f:?}"))),
-        }
+        self.call(msg::Request::Unread {}, |r| match r {
+            Response::Msg(msg::Response::Unread { now, next, low }) => Ok((now, next, low)),
+            r => Err(r),
+        })
+        .await
     }
 
     /// Per-recipient state of a message this peer sent: `(recipients, read_unnamed)`.
@@ -471,24 +529,35 @@ impl Client {
         &self,
         msg_id: Id16,
     ) -> Result<(Vec<RecipientStatus>, u32), ClientError> {
-        match self
-            .request(|id| ClientFrame::MessageStatus { id, msg_id })
-            .await?
-        {
-            ServerFrame::MessageStatus {
+        self.call(msg::Request::MessageStatus { msg_id }, |r| match r {
+            Response::Msg(msg::Response::MessageStatus {
                 recipients,
                 read_unnamed,
                 ..
-            } => Ok((recipients, read_unnamed)),
-            f => Err(ClientError::Unexpected(format!("{f:?}"))),
-        }
+            }) => Ok((recipients, read_unnamed)),
+            r => Err(r),
+        })
+        .await
     }
 
     /// Round-trip time of a ping.
     pub async fn ping(&self) -> Result<Duration, ClientError> {
         let t = std::time::Instant::now();
-        self.request(|id| ClientFrame::Ping { id }).await?;
+        self.call(core::Request::Ping {}, |r| match r {
+            Response::Core(core::Response::Ping { .. }) => Ok(()),
+            r => Err(r),
+        })
+        .await?;
         Ok(t.elapsed())
+    }
+
+    /// Queued deliveries, as the broker has them.
+    async fn pull_raw(&self) -> Result<Vec<Delivery>, ClientError> {
+        self.call(msg::Request::Pull { limit: 1000 }, |r| match r {
+            Response::Msg(msg::Response::Pull { messages }) => Ok(messages),
+            r => Err(r),
+        })
+        .await
     }
 
     /// Resolve, seal and send one message to one or more destinations.
@@ -590,39 +659,30 @@ impl Client {
             };
             envelopes.push(Envelope { to, sealed });
         }
-        match self
-            .request(|id| ClientFrame::Send {
-                id,
-                msg_id,
-                priority,
-                reply_to,
-                envelopes: envelopes.clone(),
-            })
-            .await?
-        {
-            ServerFrame::Accepted {
+        let send = msg::Request::Send {
+            msg_id,
+            priority,
+            reply_to,
+            envelopes,
+        };
+        self.call(send, |r| match r {
+            Response::Msg(msg::Response::Send {
                 msg_id,
                 recipients,
                 duplicate,
-                ..
-            } => Ok(SendReceipt {
+            }) => Ok(SendReceipt {
                 msg_id,
                 recipients,
                 duplicate,
             }),
-            f => Err(ClientError::Unexpected(format!("{f:?}"))),
-        }
+            r => Err(r),
+        })
+        .await
     }
 
     /// Fetch every queued message (`low` included) not yet handed to the application.
     pub async fn pull(&self) -> Result<Vec<InboxMessage>, ClientError> {
-        let msgs = match self
-            .request(|id| ClientFrame::Pull { id, limit: 1000 })
-            .await?
-        {
-            ServerFrame::Messages { messages, .. } => messages,
-            f => return Err(ClientError::Unexpected(format!("{f:?}"))),
-        };
+        let msgs = self.pull_raw().await?;
         let mut out = Vec::new();
         let mut reack = Vec::new();
         for d in msgs {
@@ -642,13 +702,7 @@ impl Client {
     /// pushed to it but not acked (the broker is the judge of what is still unread: a
     /// message another process showed and acked is not returned).
     pub async fn pull_all(&self) -> Result<Vec<InboxMessage>, ClientError> {
-        let msgs = match self
-            .request(|id| ClientFrame::Pull { id, limit: 1000 })
-            .await?
-        {
-            ServerFrame::Messages { messages, .. } => messages,
-            f => return Err(ClientError::Unexpected(format!("{f:?}"))),
-        };
+        let msgs = self.pull_raw().await?;
         let mut out = Vec::new();
         for d in msgs {
             if lock(&self.shared.seen).state(&d.msg_id) == Some(true) {
@@ -768,7 +822,7 @@ type Ws =
 /// Connect and say hello. Returns the socket, the hello ack and the encoding the broker
 /// picked (binary is offered with JSON as the fallback, so a broker of another release that
 /// does not know this binary encoding still talks JSON with us).
-async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame, Codec), ClientError> {
+async fn connect_once(sh: &Shared) -> Result<(Ws, HelloAck, Codec), ClientError> {
     let o = &sh.opts;
     let mut req = o
         .ws_url
@@ -785,7 +839,7 @@ async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame, Codec), ClientErr
     req.headers_mut()
         .insert("sec-websocket-protocol", http_header(offer));
     // The broker is trusted to size its replies sensibly (a large `peers` or `messages` reply).
-    let cfg = crate::broker::http::ws_config(64 * 1024 * 1024);
+    let cfg = crate::util::ws_config(64 * 1024 * 1024);
     let connector = if o.ws_url.starts_with("wss://") {
         let tls = tls::client_config().map_err(|e| ClientError::NotConnected(e.to_string()))?;
         Some(tokio_tungstenite::Connector::Rustls(tls))
@@ -844,8 +898,11 @@ async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame, Codec), ClientErr
         }
     }?;
     match frame {
-        ServerFrame::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
-        f @ ServerFrame::HelloAck { .. } => Ok((ws, f, codec)),
+        ServerFrame::Error(e) => Err(ClientError::Refused {
+            code: e.code,
+            message: e.message,
+        }),
+        ServerFrame::HelloAck(ack) => Ok((ws, ack, codec)),
         f => Err(ClientError::Unexpected(format!(
             "expected hello_ack, got {f:?}"
         ))),
@@ -854,7 +911,7 @@ async fn connect_once(sh: &Shared) -> Result<(Ws, ServerFrame, Codec), ClientErr
 
 /// What a binary client offers: this release's binary encoding (`SUBPROTOCOL_BINARY`),
 /// else JSON.
-const OFFER_BINARY: &str = "claudemesh.v3.postcard, claudemesh.v1.json";
+const OFFER_BINARY: &str = "claudemesh.v4.postcard, claudemesh.v2.json";
 
 fn http_header(s: &'static str) -> tokio_tungstenite::tungstenite::http::HeaderValue {
     tokio_tungstenite::tungstenite::http::HeaderValue::from_static(s)
@@ -902,19 +959,12 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
             }
         };
         attempt = 0;
-        if let ServerFrame::HelloAck {
-            name,
-            mesh_name,
-            max_message_bytes,
-            ..
-        } = ack
-        {
-            sh.state.send_replace(ConnState::Connected {
-                name,
-                mesh_name,
-                max_message_bytes,
-            });
-        }
+        *lock(&sh.caps) = ack.caps;
+        sh.state.send_replace(ConnState::Connected {
+            name: ack.name,
+            mesh_name: ack.mesh_name,
+            max_message_bytes: ack.max_message_bytes,
+        });
         let mut written: HashSet<ReqId> = HashSet::new();
         let mut ping = tokio::time::interval(Duration::from_secs(20));
         ping.tick().await;
@@ -954,7 +1004,8 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
                     let mut next = Some(f);
                     let mut failed = None;
                     while let Some(f) = next.take() {
-                        if let Some(id) = f.req_id() {
+                        if let ClientFrame::Req(Req { id, .. }) = &f {
+                            let id = *id;
                             // A request failed over (and retried under a new id) while its
                             // frame waited here must not go out too.
                             if !lock(&sh.pending).contains_key(&id) {
@@ -1019,18 +1070,7 @@ fn fail_pending(sh: &Shared, written: Option<&HashSet<ReqId>>) {
 }
 
 fn on_frame(sh: &Shared, f: ServerFrame, acks: &mut Vec<Id16>, written: &mut HashSet<ReqId>) {
-    let reply_id = match &f {
-        ServerFrame::Accepted { id, .. }
-        | ServerFrame::Messages { id, .. }
-        | ServerFrame::Peers { id, .. }
-        | ServerFrame::Ok { id }
-        | ServerFrame::Pong { id, .. }
-        | ServerFrame::Unread { id, .. }
-        | ServerFrame::MessageStatus { id, .. } => Some(*id),
-        ServerFrame::Error { id, .. } => *id,
-        _ => None,
-    };
-    if let Some(id) = reply_id {
+    if let Some(id) = f.reply_id() {
         written.remove(&id);
         if let Some(tx) = lock(&sh.pending).remove(&id) {
             let _ = tx.send(Ok(f));
@@ -1048,20 +1088,16 @@ fn on_frame(sh: &Shared, f: ServerFrame, acks: &mut Vec<Id16>, written: &mut Has
         ServerFrame::Event(e) => {
             let _ = sh.inbound_tx.send(Inbound::Event(e));
         }
-        ServerFrame::Error {
-            code: ErrorCode::SessionReplaced,
-            message,
-            ..
-        } => {
+        ServerFrame::Error(e) if e.code == ErrorCode::SessionReplaced => {
             // Another process took over this session: stop instead of fighting over it.
             sh.state
                 .send_replace(ConnState::Failed(ClientError::Refused {
-                    code: ErrorCode::SessionReplaced,
-                    message,
+                    code: e.code,
+                    message: e.message,
                 }));
         }
-        ServerFrame::Error { code, message, .. } => {
-            tracing::warn!(?code, %message, "broker error");
+        ServerFrame::Error(e) => {
+            tracing::warn!(code = ?e.code, message = %e.message, "broker error");
         }
         _ => {}
     }

@@ -57,7 +57,37 @@ impl Codec {
             Codec::Binary => Ok(postcard::from_bytes(data)?),
         }
     }
+
+    /// The id of a request frame whose body did not decode (an unknown kind, a missing or
+    /// mistyped argument), so its one reply can still name it: `req.id` in JSON; in
+    /// postcard the `req` tag followed by the id, which come before the body.
+    pub fn peek_req_id(self, data: &[u8]) -> Option<super::ReqId> {
+        match self {
+            Codec::Json => {
+                #[derive(serde::Deserialize)]
+                struct Outer {
+                    req: Inner,
+                }
+                #[derive(serde::Deserialize)]
+                struct Inner {
+                    id: super::ReqId,
+                }
+                serde_json::from_slice::<Outer>(data).ok().map(|o| o.req.id)
+            }
+            Codec::Binary => {
+                let (tag, rest) = postcard::take_from_bytes::<u32>(data).ok()?;
+                (tag == REQ_TAG).then_some(())?;
+                postcard::take_from_bytes::<super::ReqId>(rest)
+                    .ok()
+                    .map(|(id, _)| id)
+            }
+        }
+    }
 }
+
+/// postcard's variant index of `ClientFrame::Req` (hello 0, ack 1, req 2); pinned by the
+/// wire snapshot test.
+const REQ_TAG: u32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -65,28 +95,30 @@ mod tests {
     use crate::proto::*;
 
     fn sample_send() -> ClientFrame {
-        ClientFrame::Send {
+        ClientFrame::Req(Req {
             id: 7,
-            msg_id: Id16([1; 16]),
-            priority: Priority::Now,
-            reply_to: None,
-            envelopes: vec![
-                Envelope {
-                    to: Target::Peer(Key([2; 32])),
-                    sealed: Sealed {
-                        nonce: Blob(vec![4; 24].into()),
-                        ct: Blob(vec![5; 40].into()),
+            body: Request::Msg(msg::Request::Send {
+                msg_id: Id16([1; 16]),
+                priority: Priority::Now,
+                reply_to: None,
+                envelopes: vec![
+                    Envelope {
+                        to: Target::Peer(Key([2; 32])),
+                        sealed: Sealed {
+                            nonce: Blob(vec![4; 24].into()),
+                            ct: Blob(vec![5; 40].into()),
+                        },
                     },
-                },
-                Envelope {
-                    to: Target::Broadcast,
-                    sealed: Sealed {
-                        nonce: Blob(vec![6; 24].into()),
-                        ct: Blob(vec![7; 17].into()),
+                    Envelope {
+                        to: Target::Broadcast,
+                        sealed: Sealed {
+                            nonce: Blob(vec![6; 24].into()),
+                            ct: Blob(vec![7; 17].into()),
+                        },
                     },
-                },
-            ],
-        }
+                ],
+            }),
+        })
     }
 
     #[test]
@@ -103,19 +135,33 @@ mod tests {
     fn json_frames_use_readable_tags_hex_keys_and_base64_blobs() {
         let v: serde_json::Value =
             serde_json::from_slice(&Codec::Json.encode(&sample_send())).unwrap();
-        assert_eq!(v["send"]["priority"], "now");
+        assert_eq!(v["req"]["id"], 7);
+        let send = &v["req"]["body"]["msg"]["send"];
+        assert_eq!(send["priority"], "now");
+        assert_eq!(send["envelopes"][0]["to"]["peer"], hex::encode([2u8; 32]));
+        assert_eq!(send["envelopes"][1]["to"], "broadcast");
+        assert_eq!(send["msg_id"], hex::encode([1u8; 16]));
+        assert!(send["envelopes"][0]["sealed"]["ct"].is_string());
+    }
+
+    #[test]
+    fn a_request_whose_body_does_not_decode_still_yields_its_id_in_both_codecs() {
         assert_eq!(
-            v["send"]["envelopes"][0]["to"]["peer"],
-            hex::encode([2u8; 32])
+            Codec::Json.peek_req_id(br#"{"req":{"id":41,"body":{"nope":{}}}}"#),
+            Some(41)
         );
-        assert_eq!(v["send"]["envelopes"][1]["to"], "broadcast");
-        assert_eq!(v["send"]["msg_id"], hex::encode([1u8; 16]));
-        assert!(v["send"]["envelopes"][0]["sealed"]["ct"].is_string());
+        assert_eq!(Codec::Json.peek_req_id(br#"{"ack":{"ids":[]}}"#), None);
+        let mut b = Codec::Binary.encode(&sample_send()).to_vec();
+        b.truncate(3); // tag, id, and a cut body
+        assert!(Codec::Binary.decode::<ClientFrame>(&b).is_err());
+        assert_eq!(Codec::Binary.peek_req_id(&b), Some(7));
+        let ack = Codec::Binary.encode(&ClientFrame::Ack { ids: vec![] });
+        assert_eq!(Codec::Binary.peek_req_id(&ack), None);
     }
 
     #[test]
     fn malformed_frames_are_errors_not_panics() {
-        assert!(Codec::Json.decode::<ClientFrame>(b"{\"send\":{").is_err());
+        assert!(Codec::Json.decode::<ClientFrame>(b"{\"req\":{").is_err());
         assert!(Codec::Json.decode::<ClientFrame>(b"\xff\xfe").is_err());
         assert!(Codec::Binary.decode::<ClientFrame>(&[200, 1, 2]).is_err());
         assert!(Codec::Json
@@ -125,17 +171,24 @@ mod tests {
 
     #[test]
     fn subprotocol_negotiation_prefers_binary_and_defaults_to_json() {
+        use crate::proto::{SUBPROTOCOL_BINARY as BIN, SUBPROTOCOL_JSON as JSON};
         assert_eq!(Codec::negotiate(None).0, Codec::Json);
         assert_eq!(
-            Codec::negotiate(Some("claudemesh.v1.json, claudemesh.v3.postcard")).0,
+            Codec::negotiate(Some(&format!("{JSON}, {BIN}"))).0,
             Codec::Binary
         );
         assert_eq!(Codec::negotiate(Some("other")), (Codec::Json, None));
         // A client of another release offering a binary encoding this broker does not
-        // know gets JSON, which stays compatible across releases.
+        // know, and this release's JSON, gets JSON.
         assert_eq!(
-            Codec::negotiate(Some("claudemesh.v2.postcard, claudemesh.v1.json")),
-            (Codec::Json, Some(super::super::SUBPROTOCOL_JSON))
+            Codec::negotiate(Some(&format!("claudemesh.v2.postcard, {JSON}"))),
+            (Codec::Json, Some(JSON))
+        );
+        // Only another release's encodings: nothing chosen (the broker then closes with
+        // an "upgrade claudemesh" reason).
+        assert_eq!(
+            Codec::negotiate(Some("claudemesh.v3.postcard, claudemesh.v1.json")),
+            (Codec::Json, None)
         );
     }
 }

@@ -1,26 +1,35 @@
 //! The wire protocol: every frame that crosses a WebSocket, and the two codecs.
 //!
 //! One serde enum per direction (`ClientFrame`, `ServerFrame`), externally tagged so the same
-//! types work in JSON (`{"send": {...}}`) and postcard. The codec is chosen per connection by
-//! WebSocket subprotocol: [`SUBPROTOCOL_JSON`] (default, text frames) or [`SUBPROTOCOL_BINARY`]
-//! (postcard, binary frames). Documented with examples in docs/PROTOCOL.md.
+//! types work in JSON (`{"req": {...}}`) and postcard. A request travels in one envelope,
+//! `Req { id, body }`, where `body` is a [`Request`] of one capability (`core`, `msg`,
+//! `peers`: one submodule each, holding that capability's request and response types); its
+//! one answer is `Reply { id, body: Response }` or an `Error` with the same id. The codec is
+//! chosen per connection by WebSocket subprotocol: [`SUBPROTOCOL_JSON`] (default, text
+//! frames) or [`SUBPROTOCOL_BINARY`] (postcard, binary frames). Documented with examples in
+//! docs/PROTOCOL.md; `tests/it/wire.rs` pins the postcard bytes of each frame.
 
 mod bytes;
 pub mod codec;
+pub mod core;
+pub mod msg;
+pub mod peers;
 
 pub use self::bytes::{Blob, Id16, Key, Sig};
 pub use codec::{Codec, DecodeError};
+pub use msg::{DeliveryState, RecipientStatus};
+pub use peers::{GroupRole, PeerInfo, Profile};
 
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in `Hello.v`; a broker refuses versions it does not speak.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// WebSocket subprotocol for JSON text frames (the default when none is requested).
-pub const SUBPROTOCOL_JSON: &str = "claudemesh.v1.json";
+pub const SUBPROTOCOL_JSON: &str = "claudemesh.v2.json";
 /// WebSocket subprotocol for postcard binary frames. postcard is positional, so the name
 /// changes whenever a wire type changes shape (v2: peers gained `profile` and `visible`;
-/// v3: `member_name`, `gets_member_messages`, `terminal`).
-pub const SUBPROTOCOL_BINARY: &str = "claudemesh.v3.postcard";
+/// v3: `member_name`, `gets_member_messages`, `terminal`; v4: the request envelope).
+pub const SUBPROTOCOL_BINARY: &str = "claudemesh.v4.postcard";
 
 /// Request id chosen by the client; echoed by the reply or error.
 pub type ReqId = u64;
@@ -141,177 +150,6 @@ pub struct Hello {
     pub sig: Sig,
 }
 
-/// Frames a client sends.
-// The hello is the big one and is sent once per connection; boxing it would change every
-// construction site for nothing measurable.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientFrame {
-    Hello(Hello),
-    /// Send one message (same id) to one or more targets. Reply: `accepted` after commit.
-    Send {
-        id: ReqId,
-        msg_id: Id16,
-        priority: Priority,
-        reply_to: Option<Id16>,
-        envelopes: Vec<Envelope>,
-    },
-    /// Confirm processed deliveries; they are removed from the queue. No reply.
-    Ack {
-        ids: Vec<Id16>,
-    },
-    /// Fetch every queued message, `low` included. Reply: `messages`.
-    Pull {
-        id: ReqId,
-        limit: u32,
-    },
-    SetStatus {
-        id: ReqId,
-        status: Status,
-    },
-    SetSummary {
-        id: ReqId,
-        summary: String,
-    },
-    /// Reply: `peers` (online and offline peers of the mesh, hidden ones excluded).
-    ListPeers {
-        id: ReqId,
-    },
-    /// Look peers up by name or hex key, offline ones included. Reply: `peers`.
-    Resolve {
-        id: ReqId,
-        names: Vec<String>,
-    },
-    JoinGroup {
-        id: ReqId,
-        group: String,
-        role: String,
-    },
-    LeaveGroup {
-        id: ReqId,
-        group: String,
-    },
-    Ping {
-        id: ReqId,
-    },
-    /// Replace this peer's profile. Reply: `ok`.
-    SetProfile {
-        id: ReqId,
-        profile: Profile,
-    },
-    /// Hidden peers are left out of peer lists, broadcasts and presence events; they still
-    /// get DMs and group messages. Reply: `ok`.
-    SetVisible {
-        id: ReqId,
-        visible: bool,
-    },
-    /// How many messages wait for this peer, by priority. Reply: `unread`.
-    Unread {
-        id: ReqId,
-    },
-    /// Per-recipient state of a message this peer sent. Reply: `message_status`.
-    MessageStatus {
-        id: ReqId,
-        msg_id: Id16,
-    },
-}
-
-/// What a peer says about itself beyond its summary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Profile {
-    /// A short avatar: an emoji or a few characters.
-    #[serde(default)]
-    pub avatar: String,
-    #[serde(default)]
-    pub title: String,
-    #[serde(default)]
-    pub bio: String,
-    #[serde(default)]
-    pub capabilities: Vec<String>,
-}
-
-impl Profile {
-    pub fn is_empty(&self) -> bool {
-        self.avatar.is_empty()
-            && self.title.is_empty()
-            && self.bio.is_empty()
-            && self.capabilities.is_empty()
-    }
-}
-
-/// Where one copy of a sent message is for one recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// Stored, waiting for the recipient (offline, busy, or `low`).
-    Queued,
-    /// Written to one of the recipient's connections, not yet acknowledged.
-    Delivered,
-    /// Acknowledged by the recipient: shown to its session.
-    Read,
-}
-
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Queued => "queued",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Read => "read",
-        }
-    }
-}
-
-/// One recipient of a sent message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecipientStatus {
-    pub peer_pk: Key,
-    pub name: String,
-    pub state: DeliveryState,
-}
-
-/// A group a peer belongs to, with its free-text role (lead, member, observer, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupRole {
-    pub group: String,
-    pub role: String,
-}
-
-/// What others see of a peer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerInfo {
-    pub peer_pk: Key,
-    pub peer_xpk: Key,
-    pub member_pk: Key,
-    pub name: String,
-    pub online: bool,
-    pub status: Status,
-    pub summary: String,
-    pub groups: Vec<GroupRole>,
-    pub hostname: String,
-    pub cwd: String,
-    pub connected_since_ms: u64,
-    pub last_seen_ms: u64,
-    #[serde(default)]
-    pub profile: Profile,
-    /// False for a hidden peer (only ever seen in its own lookups and by name).
-    #[serde(default = "yes")]
-    pub visible: bool,
-    /// The name of the member this session belongs to.
-    #[serde(default)]
-    pub member_name: String,
-    /// A message to `member_name` reaches this peer now (see docs/PROTOCOL.md, "Names").
-    #[serde(default)]
-    pub gets_member_messages: bool,
-    /// The member's terminal peer (CLI commands, `claudemesh inbox`): the member inbox.
-    #[serde(default)]
-    pub terminal: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
 /// One message handed to its recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -363,96 +201,137 @@ pub enum ErrorCode {
     SessionReplaced,
     Storage,
     Internal,
+    /// Generic outcomes for capabilities: the thing asked about does not exist, a
+    /// conflicting change won, the caller's role does not allow it, a quota is used up,
+    /// or the capability cannot serve right now.
+    NotFound,
+    Conflict,
+    Forbidden,
+    QuotaExceeded,
+    Unavailable,
 }
+
+/// Frames a client sends.
+// The hello is the big one and is sent once per connection; boxing it would change every
+// construction site for nothing measurable.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// First frame of every connection. Reply: `hello_ack`, or an `error` and a close.
+    Hello(Hello),
+    /// Confirm processed deliveries; they are removed from the queue. No reply.
+    Ack { ids: Vec<Id16> },
+    /// A request. Exactly one reply comes back with the same id: `reply` or `error`.
+    Req(Req),
+}
+
+/// A request: the client's id, echoed by its one reply, and what is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Req {
+    pub id: ReqId,
+    pub body: Request,
+}
+
+/// Every request, grouped by capability: one line per capability. The reply to a request
+/// of kind `<cap>.<kind>` is a [`Response`] of the same capability and kind.
+#[allow(clippy::large_enum_variant)] // a send carries its envelopes inline, as it should
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// Connection-level requests every broker answers.
+    Core(core::Request),
+    Msg(msg::Request),
+    Peers(peers::Request),
+}
+
+/// A successful answer, same capability and kind as its request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Core(core::Response),
+    Msg(msg::Response),
+    Peers(peers::Response),
+}
+
+impl Request {
+    /// `<capability>.<kind>`, for logs and errors.
+    pub fn kind(&self) -> String {
+        let v = serde_json::to_value(self).unwrap_or_default();
+        let Some((cap, inner)) = v.as_object().and_then(|o| o.iter().next()) else {
+            return "unknown".into();
+        };
+        match inner.as_object().and_then(|o| o.keys().next()) {
+            Some(k) => format!("{cap}.{k}"),
+            None => cap.clone(),
+        }
+    }
+}
+
+/// What one broker offers: every capability with its version, as `name/version`; sent in
+/// `hello_ack.caps` so clients hide what a broker lacks.
+pub const CAPS: &[&str] = &[core::CAP, msg::CAP, peers::CAP];
 
 /// Frames the broker sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerFrame {
-    HelloAck {
-        peer_pk: Key,
-        mesh_id: Key,
-        mesh_name: String,
-        name: String,
-        server_version: String,
-        max_message_bytes: u32,
-        /// Messages waiting for this peer right now.
-        queued: u32,
-    },
-    /// The message was durably stored (after its commit) for `recipients` peers.
-    Accepted {
+    HelloAck(HelloAck),
+    /// The answer to request `id`.
+    Reply {
         id: ReqId,
-        msg_id: Id16,
-        recipients: u32,
-        duplicate: bool,
+        body: Response,
     },
     Deliver(Delivery),
-    Messages {
-        id: ReqId,
-        messages: Vec<Delivery>,
-    },
-    Peers {
-        id: ReqId,
-        peers: Vec<PeerInfo>,
-    },
-    Ok {
-        id: ReqId,
-    },
-    Pong {
-        id: ReqId,
-        server_time_ms: u64,
-    },
     Event(Event),
-    /// Messages waiting for this peer (pushed but unacknowledged ones included).
-    Unread {
-        id: ReqId,
-        now: u32,
-        next: u32,
-        low: u32,
-    },
-    /// Per-recipient state of a sent message. `read_unnamed` counts recipients known only
-    /// as read (their names were not kept across a broker restart).
-    MessageStatus {
-        id: ReqId,
-        msg_id: Id16,
-        recipients: Vec<RecipientStatus>,
-        read_unnamed: u32,
-    },
-    Error {
-        id: Option<ReqId>,
-        code: ErrorCode,
-        message: String,
-    },
+    /// A refused request (`id` set: that request's one reply) or a connection-level error
+    /// (`id` null: hello refused, undecodable frame, session replaced, flooding).
+    Error(WireError),
+}
+
+/// Sent after a successful hello.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloAck {
+    pub peer_pk: Key,
+    pub mesh_id: Key,
+    pub mesh_name: String,
+    pub name: String,
+    pub server_version: String,
+    pub max_message_bytes: u32,
+    /// Messages waiting for this peer right now.
+    pub queued: u32,
+    /// The capabilities this broker offers, `name/version` (see [`CAPS`]).
+    pub caps: Vec<String>,
+}
+
+/// An error: a stable code, a sentence for humans, and for `rate_limited` when to retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    #[serde(default)]
+    pub id: Option<ReqId>,
+    pub code: ErrorCode,
+    pub message: String,
+    /// Milliseconds after which a retry can succeed (`rate_limited` only).
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ServerFrame {
     pub fn error(id: Option<ReqId>, code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerFrame::Error {
+        ServerFrame::Error(WireError {
             id,
             code,
             message: message.into(),
-        }
+            retry_after_ms: None,
+        })
     }
-}
 
-impl ClientFrame {
-    /// The request id, for frames that carry one.
-    pub fn req_id(&self) -> Option<ReqId> {
+    /// The request this frame answers, if it is a reply.
+    pub fn reply_id(&self) -> Option<ReqId> {
         match self {
-            ClientFrame::Hello(_) | ClientFrame::Ack { .. } => None,
-            ClientFrame::Send { id, .. }
-            | ClientFrame::Pull { id, .. }
-            | ClientFrame::SetStatus { id, .. }
-            | ClientFrame::SetSummary { id, .. }
-            | ClientFrame::ListPeers { id }
-            | ClientFrame::Resolve { id, .. }
-            | ClientFrame::JoinGroup { id, .. }
-            | ClientFrame::LeaveGroup { id, .. }
-            | ClientFrame::Ping { id }
-            | ClientFrame::SetProfile { id, .. }
-            | ClientFrame::SetVisible { id, .. }
-            | ClientFrame::Unread { id }
-            | ClientFrame::MessageStatus { id, .. } => Some(*id),
+            ServerFrame::Reply { id, .. } => Some(*id),
+            ServerFrame::Error(e) => e.id,
+            _ => None,
         }
     }
 }
@@ -521,4 +400,35 @@ pub struct JoinReply {
 pub struct HttpError {
     pub error: String,
     pub message: String,
+}
+
+impl From<core::Response> for Response {
+    fn from(r: core::Response) -> Self {
+        Response::Core(r)
+    }
+}
+impl From<msg::Response> for Response {
+    fn from(r: msg::Response) -> Self {
+        Response::Msg(r)
+    }
+}
+impl From<peers::Response> for Response {
+    fn from(r: peers::Response) -> Self {
+        Response::Peers(r)
+    }
+}
+impl From<core::Request> for Request {
+    fn from(r: core::Request) -> Self {
+        Request::Core(r)
+    }
+}
+impl From<msg::Request> for Request {
+    fn from(r: msg::Request) -> Self {
+        Request::Msg(r)
+    }
+}
+impl From<peers::Request> for Request {
+    fn from(r: peers::Request) -> Self {
+        Request::Peers(r)
+    }
 }

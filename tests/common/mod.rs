@@ -340,3 +340,9 @@ pub async fn closed_within(ws: &mut RawWs, d: Duration) -> bool {
         }
     }
 }
+
+/// A JSON request frame: `{"req": {"id": id, "body": body}}`.
+#[allow(dead_code)]
+pub fn req_json(id: u64, body: serde_json::Value) -> String {
+    serde_json::json!({"req": {"id": id, "body": body}}).to_string()
+}

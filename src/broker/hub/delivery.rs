@@ -2,7 +2,7 @@
 //! priority gating and a per-connection in-flight window, acks, and pulls.
 
 use super::{
-    refuse, reply_conn, send_on, Few, Hub, MsgEntry, Pending, Refusal, SentId, Session, State,
+    refuse, send_on, Few, Hub, MsgEntry, Pending, Refusal, Responder, SentId, Session, State,
     MAX_INFLIGHT,
 };
 use crate::proto::*;
@@ -17,40 +17,46 @@ const PULL_BYTES: usize = 1024 * 1024;
 const MAX_NAMED_RECIPIENTS: usize = 8;
 
 enum Prepared {
-    /// Already stored: answer now.
-    Duplicate(u32),
-    /// Same id still being committed: the reply comes with the original's outcome.
-    Waiting,
+    /// Answered already (a duplicate), or parked behind the same id's commit: the reply
+    /// comes with the original's outcome.
+    Done,
     Store(u64, MsgIdRecord, Vec<Arc<StoredMessage>>),
 }
 
 impl Hub {
-    pub(super) fn send(
+    /// Every `msg` request; each answers through `r`, now or after its commit.
+    pub(crate) fn msg(self: &Arc<Self>, s: &Session, q: msg::Request, r: Responder) {
+        match q {
+            msg::Request::Send {
+                msg_id,
+                priority,
+                reply_to,
+                envelopes,
+            } => self.send(s, msg_id, priority, reply_to, envelopes, r),
+            msg::Request::Pull { limit } => r.reply(self.pull(s, limit)),
+            msg::Request::Unread {} => r.reply(self.unread(s)),
+            msg::Request::MessageStatus { msg_id } => r.reply(self.message_status(s, msg_id)),
+            msg::Request::SetStatus { status } => self.set_status(s, status, r),
+        }
+    }
+
+    fn send(
         self: &Arc<Self>,
         s: &Session,
-        id: ReqId,
         msg_id: Id16,
         priority: Priority,
         reply_to: Option<Id16>,
         envelopes: Vec<Envelope>,
+        r: Responder,
     ) {
-        let (sent_seq, rec, batch) =
-            match self.prepare_send(s, id, msg_id, priority, reply_to, envelopes) {
-                Ok(Prepared::Duplicate(recipients)) => {
-                    return self.reply(
-                        s,
-                        &ServerFrame::Accepted {
-                            id,
-                            msg_id,
-                            recipients,
-                            duplicate: true,
-                        },
-                    )
-                }
-                Ok(Prepared::Waiting) => return,
-                Ok(Prepared::Store(seq, rec, batch)) => (seq, rec, batch),
-                Err(e) => return self.reply(s, &ServerFrame::error(Some(id), e.code, e.message)),
-            };
+        let mut slot = Some(r);
+        let prepared = self.prepare_send(s, msg_id, priority, reply_to, envelopes, &mut slot);
+        let (sent_seq, rec, batch, r) = match (prepared, slot) {
+            (Ok(Prepared::Store(seq, rec, batch)), Some(r)) => (seq, rec, batch, r),
+            (Err(e), Some(r)) => return r.err(e),
+            // Answered (a duplicate) or parked behind the same id's commit.
+            _ => return,
+        };
         let hub = self.clone();
         let sess = *s;
         let done_batch = batch.clone();
@@ -61,7 +67,7 @@ impl Hub {
                 msgs: batch,
             },
             Some(Box::new(move |res| {
-                hub.finish_send(&sess, id, msg_id, done_batch, res)
+                hub.finish_send(&sess, msg_id, done_batch, res, r)
             })),
         );
     }
@@ -69,11 +75,11 @@ impl Hub {
     fn prepare_send(
         &self,
         s: &Session,
-        id: ReqId,
         msg_id: Id16,
         priority: Priority,
         reply_to: Option<Id16>,
         envelopes: Vec<Envelope>,
+        r: &mut Option<Responder>,
     ) -> Result<Prepared, Refusal> {
         if envelopes.is_empty() {
             return refuse(ErrorCode::BadRequest, "send has no envelopes");
@@ -102,13 +108,16 @@ impl Hub {
         let mut st = self.lock();
         let st = &mut *st;
         if let Some(prev) = st.sent_ids.get_mut(&(s.peer, msg_id)) {
-            return Ok(match &mut prev.waiting {
-                Some(w) => {
-                    w.push((*s, id));
-                    Prepared::Waiting
-                }
-                None => Prepared::Duplicate(prev.recipients),
-            });
+            match (&mut prev.waiting, r.take()) {
+                (Some(w), Some(r)) => w.push(r),
+                (None, Some(r)) => r.ok(msg::Response::Send {
+                    msg_id,
+                    recipients: prev.recipients,
+                    duplicate: true,
+                }),
+                (_, None) => {}
+            }
+            return Ok(Prepared::Done);
         }
         let Some(me) = st.peers.get(&s.peer) else {
             return refuse(ErrorCode::NotAuthenticated, "unknown session");
@@ -253,10 +262,10 @@ impl Hub {
     fn finish_send(
         &self,
         s: &Session,
-        id: ReqId,
         msg_id: Id16,
         batch: Vec<Arc<StoredMessage>>,
         res: Result<(), Arc<StoreError>>,
+        r: Responder,
     ) {
         let mut st = self.lock();
         let st = &mut *st;
@@ -267,13 +276,9 @@ impl Hub {
                 .remove(&key)
                 .and_then(|x| x.waiting)
                 .unwrap_or_default();
-            let r: Refusal = e.into();
-            for (sess, rid) in std::iter::once((*s, id)).chain(waiting) {
-                reply_conn(
-                    st,
-                    &sess,
-                    &ServerFrame::error(Some(rid), r.code, r.message.clone()),
-                );
+            let e: Refusal = e.into();
+            for r in std::iter::once(r).chain(waiting) {
+                r.err(e.clone());
             }
             return;
         }
@@ -295,34 +300,25 @@ impl Hub {
             }
             st.messages.insert(seq, MsgEntry::new(msg, remaining));
         }
-        reply_conn(
-            st,
-            s,
-            &ServerFrame::Accepted {
-                id,
+        // Answer before pushing, so a sender that sent to itself sees `send` first.
+        r.ok(msg::Response::Send {
+            msg_id,
+            recipients: total,
+            duplicate: false,
+        });
+        for r in waiting {
+            r.ok(msg::Response::Send {
                 msg_id,
                 recipients: total,
-                duplicate: false,
-            },
-        );
-        for (sess, rid) in waiting {
-            reply_conn(
-                st,
-                &sess,
-                &ServerFrame::Accepted {
-                    id: rid,
-                    msg_id,
-                    recipients: total,
-                    duplicate: true,
-                },
-            );
+                duplicate: true,
+            });
         }
         for (peer, seq) in touched {
             try_push(st, &peer, seq);
         }
     }
 
-    pub(super) fn ack(&self, s: &Session, ids: &[Id16]) {
+    pub(crate) fn ack(&self, s: &Session, ids: &[Id16]) {
         let mut st = self.lock();
         let st = &mut *st;
         for id in ids {
@@ -365,7 +361,7 @@ impl Hub {
         }
     }
 
-    pub(super) fn pull(&self, s: &Session, id: ReqId, limit: u32) -> Result<ServerFrame, Refusal> {
+    fn pull(&self, s: &Session, limit: u32) -> Result<msg::Response, Refusal> {
         let mut st = self.lock();
         let State {
             peers, messages, ..
@@ -386,11 +382,11 @@ impl Hub {
                 out.push(e.delivery());
             }
         }
-        Ok(ServerFrame::Messages { id, messages: out })
+        Ok(msg::Response::Pull { messages: out })
     }
 
     /// Messages waiting for this peer, by priority (pushed but unacknowledged included).
-    pub(super) fn unread(&self, s: &Session, id: ReqId) -> Result<ServerFrame, Refusal> {
+    fn unread(&self, s: &Session) -> Result<msg::Response, Refusal> {
         let st = self.lock();
         let Some(p) = st.peers.get(&s.peer) else {
             return refuse(ErrorCode::NotAuthenticated, "unknown session");
@@ -404,17 +400,12 @@ impl Hub {
                 None => {}
             }
         }
-        Ok(ServerFrame::Unread { id, now, next, low })
+        Ok(msg::Response::Unread { now, next, low })
     }
 
     /// Where each copy of a message this peer sent is: queued, delivered (written to a
     /// connection) or read (acknowledged).
-    pub(super) fn message_status(
-        &self,
-        s: &Session,
-        id: ReqId,
-        msg_id: Id16,
-    ) -> Result<ServerFrame, Refusal> {
+    fn message_status(&self, s: &Session, msg_id: Id16) -> Result<msg::Response, Refusal> {
         let st = self.lock();
         let Some(sent) = st.sent_ids.get(&(s.peer, msg_id)) else {
             return refuse(
@@ -460,22 +451,21 @@ impl Hub {
             });
         }
         let read_unnamed = sent.recipients.saturating_sub(recipients.len() as u32);
-        Ok(ServerFrame::MessageStatus {
-            id,
+        Ok(msg::Response::MessageStatus {
             msg_id,
             recipients,
             read_unnamed,
         })
     }
 
-    pub(super) fn set_status(&self, s: &Session, id: ReqId, status: Status) {
+    fn set_status(&self, s: &Session, status: Status, r: Responder) {
         let mut st = self.lock();
         let Some(p) = st.peers.get_mut(&s.peer) else {
-            return;
+            return r.err(Refusal::new(ErrorCode::NotAuthenticated, "unknown session"));
         };
         p.rec.status = status;
-        // Reply first so the client sees `ok` before the deliveries it unlocked.
-        reply_conn(&mut st, s, &ServerFrame::Ok { id });
+        // Reply first so the client sees the answer before the deliveries it unlocked.
+        r.ok(msg::Response::SetStatus {});
         push_eligible(&mut st, &s.peer);
     }
 }
@@ -509,7 +499,7 @@ pub(super) fn try_push(st: &mut State, peer: &Key, seq: u64) {
         p.backlog = true;
         return;
     }
-    if send_on(c, &p.rec.name, e.frame(c.codec)) {
+    if send_on(c, e.frame(c.codec)) {
         pend.pushed_on = c.id;
         if !pend.inflight {
             pend.inflight = true;
@@ -538,7 +528,7 @@ pub(super) fn push_eligible(st: &mut State, peer: &Key) {
             p.backlog = true;
             return;
         }
-        if !send_on(&c, &p.rec.name, e.frame(c.codec)) {
+        if !send_on(&c, e.frame(c.codec)) {
             return;
         }
         pend.pushed_on = c.id;

@@ -316,7 +316,7 @@ impl Hub {
                     ErrorCode::NotMember,
                     "you were removed from the mesh",
                 );
-                let _ = c.try_send(super::encode_msg(c.codec, &why));
+                let _ = c.try_send(crate::broker::outbox::encode_msg(c.codec, &why));
                 c.kill();
                 closed += 1;
             }

@@ -13,7 +13,7 @@ mod enroll;
 mod peers;
 mod session;
 
-use super::conn::ConnHandle;
+use super::outbox::{encode_msg, send_on, ConnHandle, Responder};
 use super::Config;
 use crate::proto::*;
 use crate::store::*;
@@ -23,20 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A refusal with a stable code (sent to clients as an error frame or HTTP error body).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct Refusal {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> {
-    Err(Refusal {
-        code,
-        message: message.into(),
-    })
-}
+pub use super::outbox::{refuse, Refusal};
 
 impl From<Arc<StoreError>> for Refusal {
     fn from(e: Arc<StoreError>) -> Self {
@@ -65,15 +52,17 @@ impl Bucket {
             last: Instant::now(),
         }
     }
-    fn take(&mut self, rate: f64, burst: f64) -> bool {
+    /// Take one token, or say in how many milliseconds one will be there.
+    fn take(&mut self, rate: f64, burst: f64) -> Result<(), u64> {
         let now = Instant::now();
         self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(burst);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            let wait_s = (1.0 - self.tokens) / rate.max(f64::MIN_POSITIVE);
+            Err((wait_s * 1000.0).ceil().clamp(1.0, 3_600_000.0) as u64)
         }
     }
 }
@@ -127,13 +116,6 @@ impl PeerState {
 
     fn online(&self) -> bool {
         self.push_conn.is_some() || !self.other_conns.is_empty()
-    }
-
-    fn conn(&self, id: u64) -> Option<&ConnHandle> {
-        self.push_conn
-            .iter()
-            .chain(self.other_conns.iter())
-            .find(|c| c.id == id)
     }
 
     fn info(&self) -> PeerInfo {
@@ -208,14 +190,6 @@ impl MsgEntry {
     }
 }
 
-/// Encode a frame as a WebSocket message for a connection's codec.
-pub fn encode_msg(codec: Codec, f: &ServerFrame) -> Message {
-    match codec {
-        Codec::Json => Message::Text(serde_json::to_string(f).unwrap_or_default().into()),
-        Codec::Binary => Message::Binary(codec.encode(f)),
-    }
-}
-
 /// Who holds a name in a mesh: its member, and the peer it currently resolves to.
 #[derive(Debug, Clone)]
 struct NameOwner {
@@ -248,7 +222,7 @@ struct SentId {
     expires_ms: u64,
     recipients: u32,
     /// Still waiting for its commit; retries that arrive meanwhile wait here for the outcome.
-    waiting: Option<Vec<(Session, ReqId)>>,
+    waiting: Option<Vec<Responder>>,
     /// The stored copies (queue seqs), for `message_status`.
     seqs: Few<u64>,
     /// Every recipient of a small send, for `message_status` (not kept across a restart).
@@ -522,59 +496,15 @@ impl Hub {
         st.next_conn
     }
 
-    /// Handle one authenticated frame. Replies go out through the connection's queue.
-    pub fn handle(self: &Arc<Self>, s: &Session, f: ClientFrame) {
-        let id = f.req_id();
-        let r = match f {
-            ClientFrame::Hello(_) => refuse(ErrorCode::BadRequest, "already authenticated"),
-            ClientFrame::Send {
-                id,
-                msg_id,
-                priority,
-                reply_to,
-                envelopes,
-            } => return self.send(s, id, msg_id, priority, reply_to, envelopes),
-            ClientFrame::Ack { ids } => return self.ack(s, &ids),
-            ClientFrame::Pull { id, limit } => self.pull(s, id, limit),
-            ClientFrame::SetStatus { id, status } => return self.set_status(s, id, status),
-            ClientFrame::SetSummary { id, summary } => return self.set_summary(s, id, summary),
-            ClientFrame::ListPeers { id } => Ok(ServerFrame::Peers {
-                id,
-                peers: self.list_peers(s),
-            }),
-            ClientFrame::Resolve { id, names } => self
-                .resolve(s, &names)
-                .map(|peers| ServerFrame::Peers { id, peers }),
-            ClientFrame::JoinGroup { id, group, role } => {
-                return self.join_group(s, id, group, role)
-            }
-            ClientFrame::LeaveGroup { id, group } => return self.leave_group(s, id, group),
-            ClientFrame::Ping { id } => Ok(ServerFrame::Pong {
-                id,
-                server_time_ms: crate::util::now_ms(),
-            }),
-            ClientFrame::SetProfile { id, profile } => return self.set_profile(s, id, profile),
-            ClientFrame::SetVisible { id, visible } => return self.set_visible(s, id, visible),
-            ClientFrame::Unread { id } => self.unread(s, id),
-            ClientFrame::MessageStatus { id, msg_id } => self.message_status(s, id, msg_id),
-        };
-        let out = r.unwrap_or_else(|e| ServerFrame::error(id, e.code, e.message));
-        self.reply(s, &out);
-    }
-
-    /// Send a frame to this session's connection.
-    pub fn reply(&self, s: &Session, f: &ServerFrame) {
-        let mut st = self.lock();
-        reply_conn(&mut st, s, f);
-    }
-
-    /// Rate limiting applies to every frame of an authenticated connection.
-    pub fn allow_frame(&self, s: &Session) -> bool {
+    /// Rate limiting applies to every frame of an authenticated connection: `Err` holds
+    /// the milliseconds until the next frame would be allowed.
+    pub fn allow_frame(&self, s: &Session) -> Result<(), u64> {
         let (rate, burst) = (self.cfg.rate_per_s, self.cfg.rate_burst);
         let mut st = self.lock();
-        st.peers
-            .get_mut(&s.peer)
-            .is_some_and(|p| p.bucket.take(rate, burst))
+        match st.peers.get_mut(&s.peer) {
+            Some(p) => p.bucket.take(rate, burst),
+            None => Ok(()),
+        }
     }
 }
 
@@ -585,25 +515,4 @@ impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.0.live_conns.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// Queue a message on a connection. A full queue means a reader too slow to keep up: it is
-/// disconnected (its messages stay queued durably for its next connection).
-fn send_on(c: &ConnHandle, name: &str, m: Message) -> bool {
-    if c.try_send(m) {
-        true
-    } else {
-        tracing::warn!(peer = %name, conn = c.id, "outbound queue full or closed; disconnecting slow reader");
-        c.kill();
-        false
-    }
-}
-
-/// Reply on the connection that asked (if it is still there).
-fn reply_conn(st: &mut State, s: &Session, f: &ServerFrame) {
-    let Some(p) = st.peers.get(&s.peer) else {
-        return;
-    };
-    let Some(c) = p.conn(s.conn_id) else { return };
-    send_on(c, &p.rec.name, encode_msg(c.codec, f));
 }

@@ -1,6 +1,6 @@
 //! Peer profile changes (summary, groups, profile, visibility) and lookups (list, resolve).
 
-use super::{refuse, reply_conn, Hub, MeshState, PeerState, Refusal, Session, State};
+use super::{refuse, Hub, MeshState, PeerState, Refusal, Responder, Session, State};
 use crate::proto::*;
 use crate::store::*;
 use crate::util::valid_group;
@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 const MAX_SUMMARY: usize = 2048;
+const MAX_RESOLVE: usize = 256;
 /// Offline peers last seen longer ago than this are left out of peer lists.
 const OFFLINE_LISTED_MS: u64 = 24 * 3600 * 1000;
 const MAX_GROUPS: usize = 64;
@@ -49,8 +50,24 @@ fn check_profile(p: &Profile) -> Result<(), Refusal> {
 }
 
 impl Hub {
-    pub(super) fn set_summary(self: &Arc<Self>, s: &Session, id: ReqId, summary: String) {
-        self.update_peer(s, id, move |r| {
+    /// Every `peers` request; each answers through `r`, now or after its commit.
+    pub(crate) fn peers(self: &Arc<Self>, s: &Session, q: peers::Request, r: Responder) {
+        use peers::{Request as Q, Response as A};
+        match q {
+            Q::List {} => r.ok(A::List {
+                peers: self.list_peers(s),
+            }),
+            Q::Resolve { names } => r.reply(self.resolve(s, &names)),
+            Q::SetSummary { summary } => self.set_summary(s, summary, r),
+            Q::SetProfile { profile } => self.set_profile(s, profile, r),
+            Q::SetVisible { visible } => self.set_visible(s, visible, r),
+            Q::JoinGroup { group, role } => self.join_group(s, group, role, r),
+            Q::LeaveGroup { group } => self.leave_group(s, group, r),
+        }
+    }
+
+    fn set_summary(self: &Arc<Self>, s: &Session, summary: String, r: Responder) {
+        self.update_peer(s, r, peers::Response::SetSummary {}, move |r| {
             if summary.len() > MAX_SUMMARY {
                 return refuse(
                     ErrorCode::BadRequest,
@@ -62,14 +79,8 @@ impl Hub {
         })
     }
 
-    pub(super) fn join_group(
-        self: &Arc<Self>,
-        s: &Session,
-        id: ReqId,
-        group: String,
-        role: String,
-    ) {
-        self.update_peer(s, id, move |r| {
+    fn join_group(self: &Arc<Self>, s: &Session, group: String, role: String, r: Responder) {
+        self.update_peer(s, r, peers::Response::JoinGroup {}, move |r| {
             if !valid_group(&group) {
                 return refuse(
                     ErrorCode::BadRequest,
@@ -102,29 +113,29 @@ impl Hub {
         })
     }
 
-    pub(super) fn set_profile(self: &Arc<Self>, s: &Session, id: ReqId, profile: Profile) {
-        self.update_peer(s, id, move |r| {
+    fn set_profile(self: &Arc<Self>, s: &Session, profile: Profile, r: Responder) {
+        self.update_peer(s, r, peers::Response::SetProfile {}, move |r| {
             check_profile(&profile)?;
             r.profile = profile;
             Ok(())
         })
     }
 
-    pub(super) fn set_visible(self: &Arc<Self>, s: &Session, id: ReqId, visible: bool) {
+    fn set_visible(self: &Arc<Self>, s: &Session, visible: bool, r: Responder) {
         if !visible {
             // Hiding also means no "left" event later.
             if let Some(p) = self.lock().peers.get_mut(&s.peer) {
                 p.announced = false;
             }
         }
-        self.update_peer(s, id, move |r| {
+        self.update_peer(s, r, peers::Response::SetVisible {}, move |r| {
             r.visible = visible;
             Ok(())
         })
     }
 
-    pub(super) fn leave_group(self: &Arc<Self>, s: &Session, id: ReqId, group: String) {
-        self.update_peer(s, id, move |r| {
+    fn leave_group(self: &Arc<Self>, s: &Session, group: String, r: Responder) {
+        self.update_peer(s, r, peers::Response::LeaveGroup {}, move |r| {
             r.groups.retain(|g| g.group != group);
             Ok(())
         })
@@ -132,30 +143,22 @@ impl Hub {
 
     /// Change a durable peer field: apply it in memory and queue the write under the lock
     /// (so concurrent changes compose and are written in order), reply after the commit.
-    fn update_peer<F>(self: &Arc<Self>, s: &Session, id: ReqId, f: F)
+    fn update_peer<F>(self: &Arc<Self>, s: &Session, r: Responder, done: peers::Response, f: F)
     where
         F: FnOnce(&mut PeerRecord) -> Result<(), Refusal>,
     {
         let mut st = self.lock();
         let Some(p) = st.peers.get_mut(&s.peer) else {
-            return;
+            return r.err(Refusal::new(ErrorCode::NotAuthenticated, "unknown session"));
         };
         if let Err(e) = f(&mut p.rec) {
-            return reply_conn(&mut st, s, &ServerFrame::error(Some(id), e.code, e.message));
+            return r.err(e);
         }
-        let hub = self.clone();
-        let sess = *s;
         self.store.submit(
             Op::PutPeer(p.rec.clone()),
-            Some(Box::new(move |res| {
-                let out = match res {
-                    Ok(()) => ServerFrame::Ok { id },
-                    Err(e) => {
-                        let r: Refusal = e.into();
-                        ServerFrame::error(Some(id), r.code, r.message)
-                    }
-                };
-                hub.reply(&sess, &out);
+            Some(Box::new(move |res| match res {
+                Ok(()) => r.ok(done),
+                Err(e) => r.err(e.into()),
             })),
         );
     }
@@ -167,7 +170,7 @@ impl Hub {
     /// Hidden peers only see themselves. Unlisted peers can still be reached by name or key.
     /// Each entry says whose member it is and whether a message to the member's name
     /// reaches it now.
-    pub(super) fn list_peers(&self, s: &Session) -> Vec<PeerInfo> {
+    fn list_peers(&self, s: &Session) -> Vec<PeerInfo> {
         let now = crate::util::now_ms();
         let st = self.lock();
         let Some(mesh) = st.meshes.get(&s.mesh) else {
@@ -212,31 +215,32 @@ impl Hub {
         v
     }
 
-    pub(super) fn resolve(&self, s: &Session, names: &[String]) -> Result<Vec<PeerInfo>, Refusal> {
-        if names.len() > 256 {
-            return refuse(ErrorCode::BadRequest, "too many names");
+    /// Each name (or hex peer key) with the peer it reaches now, or none.
+    fn resolve(&self, s: &Session, names: &[String]) -> Result<peers::Response, Refusal> {
+        if names.len() > MAX_RESOLVE {
+            return refuse(
+                ErrorCode::BadRequest,
+                format!("resolve takes at most {MAX_RESOLVE} names"),
+            );
         }
         let st = self.lock();
         let Some(mesh) = st.meshes.get(&s.mesh) else {
             return refuse(ErrorCode::NotMember, "mesh is gone");
         };
-        let mut out = Vec::with_capacity(names.len());
+        let mut results = Vec::with_capacity(names.len());
         let mut routes = HashMap::new();
         for n in names {
             let by_key = Key::parse_hex(n).filter(|k| mesh.peers.contains(k));
             let pk = by_key.or_else(|| route_name(&st, mesh, n));
-            match pk.and_then(|k| st.peers.get(&k)) {
-                Some(p) => out.push(described(&st, mesh, p, &mut routes)),
-                None => {
-                    let shown: String = n.chars().take(64).collect();
-                    return refuse(
-                        ErrorCode::UnknownTarget,
-                        format!("unknown peer '{shown}' in mesh '{}'", mesh.rec.name),
-                    );
-                }
-            }
+            let peer = pk
+                .and_then(|k| st.peers.get(&k))
+                .map(|p| described(&st, mesh, p, &mut routes));
+            results.push(peers::Resolved {
+                name: n.clone(),
+                peer,
+            });
         }
-        Ok(out)
+        Ok(peers::Response::Resolve { results })
     }
 }
 

@@ -5,7 +5,7 @@ use super::{
     delivery, encode_msg, refuse, send_on, Hub, NameOwner, PeerState, PresenceNote, Refusal,
     Session, State,
 };
-use crate::broker::conn::ConnHandle;
+use crate::broker::outbox::ConnHandle;
 use crate::crypto::hello as hello_crypto;
 use crate::proto::*;
 use crate::store::*;
@@ -239,7 +239,7 @@ impl Hub {
         if h.push {
             ps.rec.last_seen_ms = now;
         }
-        let ack = ServerFrame::HelloAck {
+        let ack = ServerFrame::HelloAck(HelloAck {
             peer_pk: h.peer_pk,
             mesh_id: h.mesh_id,
             mesh_name,
@@ -247,8 +247,9 @@ impl Hub {
             server_version: crate::VERSION.to_string(),
             max_message_bytes: self.cfg.max_message_bytes as u32,
             queued: ps.queue.len() as u32,
-        };
-        send_on(&conn, &ps.rec.name, encode_msg(conn.codec, &ack));
+            caps: CAPS.iter().map(|c| c.to_string()).collect(),
+        });
+        send_on(&conn, encode_msg(conn.codec, &ack));
         // One-shot connections (CLI commands, hooks) and hidden peers make no presence
         // noise; a reconnect inside the grace window is silent (still announced).
         if h.push && !ps.announced && ps.rec.visible {

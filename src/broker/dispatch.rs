@@ -1,0 +1,24 @@
+//! The one dispatch point: a decoded request goes to its capability's handler together with
+//! the [`Responder`] that answers it. One line per capability; a handler never returns a
+//! reply, it consumes its responder (now, or later from a commit callback).
+
+use super::hub::{Hub, Session};
+use super::outbox::Responder;
+use crate::proto::{core, Request};
+use std::sync::Arc;
+
+pub fn dispatch(hub: &Arc<Hub>, s: &Session, req: Request, r: Responder) {
+    match req {
+        Request::Core(q) => handle_core(q, r),
+        Request::Msg(q) => hub.msg(s, q, r),
+        Request::Peers(q) => hub.peers(s, q, r),
+    }
+}
+
+fn handle_core(q: core::Request, r: Responder) {
+    match q {
+        core::Request::Ping {} => r.ok(core::Response::Ping {
+            server_time_ms: crate::util::now_ms(),
+        }),
+    }
+}
