@@ -3,7 +3,7 @@
 //! `durable`, `fanout`. Each prints a human table and, as its last line, one JSON object.
 //!
 //! Shared by the `loadtest` binary (benches/loadtest/main.rs), `cargo bench` (benches/quick.rs)
-//! and the fast check in the test suite (tests/loadtest_ref.rs).
+//! and the fast check in the test suite (tests/proc/loadtest_ref.rs).
 #![allow(dead_code)]
 
 use claudemesh::client::config::{Home, MeshConfig};

@@ -221,6 +221,12 @@ fn on_data(
         *limited_in_a_row += 1;
         let id = match &frame {
             Ok(ClientFrame::Req(q)) => Some(q.id),
+            // An ack only shrinks the broker's state: applied even over the rate (it still
+            // counts toward flooding), so a limited client never has to resend one.
+            Ok(ClientFrame::Ack { ids }) => {
+                hub.ack(s, ids);
+                None
+            }
             Ok(_) => None,
             Err(_) => codec.peek_req_id(data),
         };

@@ -4,20 +4,20 @@
 
 use super::hub::{Hub, Session};
 use super::outbox::Responder;
-use crate::proto::{core, Request};
+use crate::proto::{conn, Request};
 use std::sync::Arc;
 
 pub fn dispatch(hub: &Arc<Hub>, s: &Session, req: Request, r: Responder) {
     match req {
-        Request::Core(q) => handle_core(q, r),
+        Request::Conn(q) => handle_conn(q, r),
         Request::Msg(q) => hub.msg(s, q, r),
         Request::Peers(q) => hub.peers(s, q, r),
     }
 }
 
-fn handle_core(q: core::Request, r: Responder) {
+fn handle_conn(q: conn::Request, r: Responder) {
     match q {
-        core::Request::Ping {} => r.ok(core::Response::Ping {
+        conn::Request::Ping {} => r.ok(conn::Response::Ping {
             server_time_ms: crate::util::now_ms(),
         }),
     }

@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn an_answered_responder_sends_exactly_its_answer() {
         let (h, mut rx) = conn();
-        Responder::new(h, 3).ok(crate::proto::core::Response::Ping { server_time_ms: 5 });
+        Responder::new(h, 3).ok(crate::proto::conn::Response::Ping { server_time_ms: 5 });
         assert_eq!(frame(rx.try_recv().unwrap()).reply_id(), Some(3));
         assert!(rx.try_recv().is_err(), "exactly one reply");
     }

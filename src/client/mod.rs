@@ -543,8 +543,8 @@ impl Client {
     /// Round-trip time of a ping.
     pub async fn ping(&self) -> Result<Duration, ClientError> {
         let t = std::time::Instant::now();
-        self.call(core::Request::Ping {}, |r| match r {
-            Response::Core(core::Response::Ping { .. }) => Ok(()),
+        self.call(conn::Request::Ping {}, |r| match r {
+            Response::Conn(conn::Response::Ping { .. }) => Ok(()),
             r => Err(r),
         })
         .await?;

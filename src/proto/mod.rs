@@ -2,7 +2,7 @@
 //!
 //! One serde enum per direction (`ClientFrame`, `ServerFrame`), externally tagged so the same
 //! types work in JSON (`{"req": {...}}`) and postcard. A request travels in one envelope,
-//! `Req { id, body }`, where `body` is a [`Request`] of one capability (`core`, `msg`,
+//! `Req { id, body }`, where `body` is a [`Request`] of one capability (`conn`, `msg`,
 //! `peers`: one submodule each, holding that capability's request and response types); its
 //! one answer is `Reply { id, body: Response }` or an `Error` with the same id. The codec is
 //! chosen per connection by WebSocket subprotocol: [`SUBPROTOCOL_JSON`] (default, text
@@ -11,7 +11,8 @@
 
 mod bytes;
 pub mod codec;
-pub mod core;
+pub mod conn;
+pub mod examples;
 pub mod msg;
 pub mod peers;
 
@@ -240,7 +241,7 @@ pub struct Req {
 #[serde(rename_all = "snake_case")]
 pub enum Request {
     /// Connection-level requests every broker answers.
-    Core(core::Request),
+    Conn(conn::Request),
     Msg(msg::Request),
     Peers(peers::Request),
 }
@@ -249,7 +250,7 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
-    Core(core::Response),
+    Conn(conn::Response),
     Msg(msg::Response),
     Peers(peers::Response),
 }
@@ -270,7 +271,7 @@ impl Request {
 
 /// What one broker offers: every capability with its version, as `name/version`; sent in
 /// `hello_ack.caps` so clients hide what a broker lacks.
-pub const CAPS: &[&str] = &[core::CAP, msg::CAP, peers::CAP];
+pub const CAPS: &[&str] = &[conn::CAP, msg::CAP, peers::CAP];
 
 /// Frames the broker sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -402,9 +403,9 @@ pub struct HttpError {
     pub message: String,
 }
 
-impl From<core::Response> for Response {
-    fn from(r: core::Response) -> Self {
-        Response::Core(r)
+impl From<conn::Response> for Response {
+    fn from(r: conn::Response) -> Self {
+        Response::Conn(r)
     }
 }
 impl From<msg::Response> for Response {
@@ -417,9 +418,9 @@ impl From<peers::Response> for Response {
         Response::Peers(r)
     }
 }
-impl From<core::Request> for Request {
-    fn from(r: core::Request) -> Self {
-        Request::Core(r)
+impl From<conn::Request> for Request {
+    fn from(r: conn::Request) -> Self {
+        Request::Conn(r)
     }
 }
 impl From<msg::Request> for Request {

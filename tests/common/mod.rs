@@ -346,3 +346,23 @@ pub async fn closed_within(ws: &mut RawWs, d: Duration) -> bool {
 pub fn req_json(id: u64, body: serde_json::Value) -> String {
     serde_json::json!({"req": {"id": id, "body": body}}).to_string()
 }
+
+/// A signed JSON hello for `m`'s session `session` under `name`.
+pub fn hello_json(m: &Member, name: &str, session: &str) -> String {
+    use claudemesh::crypto::hello::{make_hello, HelloParams};
+    let h = make_hello(
+        &m.mc.member(),
+        &m.mc.peer(session),
+        &HelloParams {
+            mesh_id: m.mc.mesh_id,
+            name,
+            session_id: session,
+            hostname: "h",
+            cwd: "/",
+            push: true,
+            status: claudemesh::proto::Status::Idle,
+        },
+        claudemesh::util::now_ms(),
+    );
+    serde_json::to_string(&claudemesh::proto::ClientFrame::Hello(h)).unwrap()
+}

@@ -2,7 +2,7 @@
 //! counts, and `service install` (the systemd unit, checked with `systemd-analyze verify`
 //! where it exists).
 
-mod common;
+use crate::common;
 
 use claudemesh::client::Dest;
 use claudemesh::proto::Priority;
@@ -50,6 +50,7 @@ fn check<'a>(all: &'a [Value], name: &str) -> &'a Value {
 
 #[tokio::test]
 async fn doctor_passes_every_check_on_a_set_up_machine() {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let bob = mesh.member("bob").await;
     let cc = mesh.tmp.path().join("cc");
@@ -83,6 +84,7 @@ async fn doctor_passes_every_check_on_a_set_up_machine() {
 
 #[tokio::test]
 async fn doctor_names_each_problem_with_its_fix_and_fails() {
+    let _machine = crate::shared();
     let mut mesh = Mesh::start().await;
     let bob = mesh.member("bob").await;
     let cc = mesh.tmp.path().join("cc");
@@ -134,6 +136,7 @@ async fn doctor_names_each_problem_with_its_fix_and_fails() {
 
 #[tokio::test]
 async fn status_shows_unread_messages_per_claude_code_session() {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     // A session of bob's ran here (the MCP server records it) and ended.
@@ -207,6 +210,7 @@ fn systemd_verify(unit: &Path) -> Option<Output> {
 
 #[test]
 fn service_install_writes_a_unit_that_systemd_analyze_accepts() {
+    let _machine = crate::shared();
     let d = tempfile::tempdir().unwrap();
     let o = Command::new(BIN)
         .args([
@@ -266,6 +270,7 @@ fn service_install_writes_a_unit_that_systemd_analyze_accepts() {
 
 #[test]
 fn service_install_dry_run_changes_nothing_and_bad_options_are_refused() {
+    let _machine = crate::shared();
     let d = tempfile::tempdir().unwrap();
     let o = Command::new(BIN)
         .args(["service", "install", "--dry-run", "--unit-dir"])

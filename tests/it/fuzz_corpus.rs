@@ -93,7 +93,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 role: "lead".into(),
             }),
         ),
-        req(6, Request::Core(core::Request::Ping {})),
+        req(6, Request::Conn(conn::Request::Ping {})),
     ];
     let owner = Identity::from_secrets([10; 32], [11; 32]);
     let payload = invite::InvitePayload {

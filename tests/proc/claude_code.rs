@@ -7,8 +7,8 @@
 //! Where the binary is: `CLAUDEMESH_TEST_CLAUDE`, else the cache above. Without it these
 //! tests say "skipped" — except under CI (`CI` set), where a missing binary fails them.
 
-mod common;
-mod fake_api;
+use crate::common;
+use crate::fake_api;
 
 use claudemesh::client::Dest;
 use claudemesh::proto::Priority;
@@ -139,6 +139,7 @@ fn mcp_list_lines(out: &Output) -> Vec<String> {
 #[tokio::test]
 async fn claude_mcp_list_shows_claudemesh_connected_after_install_and_uninstall_leaves_other_servers(
 ) {
+    let _machine = crate::shared();
     let Some(claude) = claude_bin() else { return };
     let mesh = Mesh::start().await;
     let bob = mesh.member("bob").await;
@@ -229,6 +230,7 @@ fn tool(name: &str, input: Value) -> Reply {
 
 #[tokio::test]
 async fn claude_sessions_a_sends_to_b_and_b_sees_it_once_attributed_to_a() {
+    let _machine = crate::shared();
     let Some(claude) = claude_bin() else { return };
     let mesh = Mesh::start().await;
     let (alice_m, bob_m) = (mesh.member("alice").await, mesh.member("bob").await);
@@ -333,6 +335,7 @@ async fn claude_sessions_a_sends_to_b_and_b_sees_it_once_attributed_to_a() {
 
 #[tokio::test]
 async fn claude_launch_resume_keeps_the_peer_identity_and_queued_messages() {
+    let _machine = crate::shared();
     let Some(claude) = claude_bin() else { return };
     let mesh = Mesh::start().await;
     let bob_m = mesh.member("bob").await;

@@ -1,9 +1,9 @@
-//! Wire types of the `core` capability: connection-level requests every broker answers.
+//! Wire types of the `conn` capability: connection-level requests every broker answers.
 
 use serde::{Deserialize, Serialize};
 
 /// Name and version in `hello_ack.caps`.
-pub const CAP: &str = "core/1";
+pub const CAP: &str = "conn/1";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -2,7 +2,7 @@
 //! crypto crates — no claudemesh client, proto or crypto code. (The operator side — making
 //! the mesh and invite — and the second peer use the project, to prove interoperability.)
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};

@@ -1,7 +1,7 @@
 //! Known-answer vectors for every construction in docs/PROTOCOL.md (tests/vectors/crypto.json).
 //! Any change to a signing input, key derivation or sealing breaks these: that is a protocol
 //! change and needs a new protocol version. Regenerate with
-//! `CLAUDEMESH_WRITE_VECTORS=1 cargo test --test crypto_vectors` only on purpose.
+//! `CLAUDEMESH_WRITE_VECTORS=1 cargo test --release --test it crypto_vectors` only on purpose.
 
 use claudemesh::crypto::hello::{cert_bytes, hello_bytes};
 use claudemesh::crypto::seal::{self, Plain};

@@ -1,6 +1,6 @@
 //! Bad input gets a clear error, and the broker keeps serving everyone else.
 
-mod common;
+use crate::common;
 
 use claudemesh::client::{enroll, Dest};
 use claudemesh::crypto::hello::{make_hello, HelloParams};
@@ -170,7 +170,7 @@ async fn malformed_frames_get_bad_frame_errors_and_the_connection_survives() {
         r#"{"send":{"id":5}}"#,
         r#"{"ack":{"ids":["zz"]}}"#,
         r#"{"teleport":{}}"#,
-        r#"{"req":{"body":{"core":{"ping":{}}}}}"#,
+        r#"{"req":{"body":{"conn":{"ping":{}}}}}"#,
         "\u{0}",
     ] {
         send_text(&mut ws, bad).await;
@@ -182,7 +182,7 @@ async fn malformed_frames_get_bad_frame_errors_and_the_connection_survives() {
         (6, json!({"teleport": {}})),
         (7, json!({"peers": {"nope": {}}})),
         (8, json!({"peers": {"set_visible": {"visible": "yes"}}})),
-        (9, json!("core")),
+        (9, json!("conn")),
     ] {
         send_text(&mut ws, req_json(id, body)).await;
         let v = recv_json(&mut ws, T).await.expect("an error frame");
@@ -197,17 +197,17 @@ async fn malformed_frames_get_bad_frame_errors_and_the_connection_survives() {
     .await
     .unwrap();
     expect_error(&mut ws, "bad_frame").await;
-    send_text(&mut ws, req_json(77, json!({"core": {"ping": {}}}))).await;
+    send_text(&mut ws, req_json(77, json!({"conn": {"ping": {}}}))).await;
     let v = recv_json(&mut ws, T).await.unwrap();
     assert_eq!(v["reply"]["id"], 77);
-    assert!(v["reply"]["body"]["core"]["ping"]["server_time_ms"].is_u64());
+    assert!(v["reply"]["body"]["conn"]["ping"]["server_time_ms"].is_u64());
 }
 
 #[tokio::test]
 async fn frames_before_hello_are_refused() {
     let mesh = Mesh::start().await;
     let mut ws = raw_ws(mesh.server().addr).await;
-    send_text(&mut ws, req_json(1, json!({"core": {"ping": {}}}))).await;
+    send_text(&mut ws, req_json(1, json!({"conn": {"ping": {}}}))).await;
     expect_error(&mut ws, "not_authenticated").await;
     assert!(closed_within(&mut ws, T).await);
 }
@@ -291,7 +291,7 @@ async fn rate_limit_gives_a_clear_error_and_recovers() {
     .await;
     recv_json(&mut ws, T).await.unwrap();
     for i in 0..60 {
-        send_text(&mut ws, req_json(i, json!({"core": {"ping": {}}}))).await;
+        send_text(&mut ws, req_json(i, json!({"conn": {"ping": {}}}))).await;
     }
     let (mut pongs, mut limited) = (0, 0);
     let mut answered = std::collections::HashSet::new();
@@ -315,7 +315,7 @@ async fn rate_limit_gives_a_clear_error_and_recovers() {
     assert_eq!(pongs + limited, 60);
     assert_eq!(answered.len(), 60, "one reply per request");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    send_text(&mut ws, req_json(1000, json!({"core": {"ping": {}}}))).await;
+    send_text(&mut ws, req_json(1000, json!({"conn": {"ping": {}}}))).await;
     assert_eq!(recv_json(&mut ws, T).await.unwrap()["reply"]["id"], 1000);
 }
 

@@ -1,11 +1,11 @@
 //! The fast check of the load harness: `ref` at 10 peers x 100 DMs against the real broker
 //! binary must deliver everything exactly once (not a timing assertion).
 
-#[path = "../benches/loadtest/harness.rs"]
-mod harness;
+use crate::harness;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ref_workload_10x100_delivers_everything_exactly_once() {
+    let _machine = crate::shared();
     let spec = harness::BrokerSpec {
         program: env!("CARGO_BIN_EXE_claudemesh").into(),
         prefix: vec!["serve".into()],

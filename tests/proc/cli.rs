@@ -141,6 +141,7 @@ fn json(s: &str) -> serde_json::Value {
 
 #[test]
 fn readme_walkthrough_serve_create_join_send_inbox() {
+    let _machine = crate::shared();
     let env = Env::new();
     let _broker = Broker::start(&env.data(), free_port());
     let invite = env.create_mesh(&[]);
@@ -224,6 +225,7 @@ fn readme_walkthrough_serve_create_join_send_inbox() {
 
 #[test]
 fn a_message_survives_sigkill_of_the_broker_between_send_and_inbox() {
+    let _machine = crate::shared();
     let env = Env::new();
     let port = free_port();
     let mut broker = Broker::start(&env.data(), port);
@@ -245,6 +247,7 @@ fn a_message_survives_sigkill_of_the_broker_between_send_and_inbox() {
 
 #[test]
 fn serve_stops_cleanly_on_sigterm() {
+    let _machine = crate::shared();
     let env = Env::new();
     let mut broker = Broker::start(&env.data(), free_port());
     let pid = broker.child.id().to_string();
@@ -271,6 +274,7 @@ fn serve_stops_cleanly_on_sigterm() {
 
 #[test]
 fn cli_errors_are_one_line_and_non_zero() {
+    let _machine = crate::shared();
     let env = Env::new();
     let _broker = Broker::start(&env.data(), free_port());
     let invite = env.create_mesh(&[]);
@@ -321,6 +325,7 @@ fn cli_errors_are_one_line_and_non_zero() {
 
 #[test]
 fn serve_refuses_a_bad_listen_address_with_one_line() {
+    let _machine = crate::shared();
     let o = Command::new(BIN)
         .args(["serve", "--listen", "not-an-address"])
         .output()

@@ -2,7 +2,7 @@
 //! the broker stays up, nothing acknowledged is lost, and it recovers when space returns.
 //! Needs permission to mount a tmpfs (root, as in CI); elsewhere it says so and passes.
 
-mod common;
+use crate::common;
 
 use claudemesh::broker::Server;
 use claudemesh::client::{enroll, Client, ClientOptions, Dest, Home};
@@ -20,6 +20,7 @@ impl Drop for Mount {
 
 #[tokio::test]
 async fn a_full_disk_gives_clear_errors_loses_nothing_acknowledged_and_recovers() {
+    let _machine = crate::shared();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();

@@ -1,6 +1,6 @@
 //! Delivery semantics end to end: a real in-process broker, real WebSocket clients, real redb.
 
-mod common;
+use crate::common;
 
 use claudemesh::client::{Dest, Inbound};
 use claudemesh::proto::{Priority, Status};

@@ -10,8 +10,8 @@
 //! above. Without one its tests say "skipped" — except under CI (`CI` set), where a missing
 //! binary fails them.
 
-mod common;
-mod fake_api;
+use crate::common;
+use crate::fake_api;
 
 use claudemesh::client::{Client, Dest};
 use claudemesh::proto::{DeliveryState, Id16, Priority};
@@ -388,6 +388,7 @@ async fn round_trip(kind: Kind) -> Option<(Mesh, User, Arc<Client>, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codex_sends_and_receives_and_five_runs_in_one_directory_are_one_peer() {
+    let _machine = crate::shared();
     let Some((_mesh, u, b, peer)) = round_trip(Kind::Codex).await else {
         return;
     };
@@ -415,17 +416,20 @@ async fn codex_sends_and_receives_and_five_runs_in_one_directory_are_one_peer() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gemini_sends_with_wait_for_previous_and_receives() {
+    let _machine = crate::shared();
     round_trip(Kind::Gemini).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opencode_sends_and_receives() {
+    let _machine = crate::shared();
     round_trip(Kind::Opencode).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_codex_session_in_a_directory_with_a_claude_code_transcript_keeps_its_own_identity_and_messages(
 ) {
+    let _machine = crate::shared();
     let Some(bin) = Kind::Codex.bin() else { return };
     let mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);

@@ -2,7 +2,7 @@
 //! redb): profiles, hidden peers, unread counts, per-recipient message status, and which
 //! sessions a peer list shows.
 
-mod common;
+use crate::common;
 
 use claudemesh::client::{Client, Dest, Inbound};
 use claudemesh::proto::{DeliveryState, Priority, Profile, Status};

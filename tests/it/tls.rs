@@ -3,7 +3,7 @@
 //! front of the in-process broker. Members join over https:// and talk over wss://, trusting
 //! the certificate through CLAUDEMESH_CA_FILE; a certificate nobody vouches for is refused.
 
-mod common;
+use crate::common;
 
 use claudemesh::client::config::Home;
 use claudemesh::client::{enroll, Dest};

@@ -1,7 +1,7 @@
 //! Hostile clients: slow readers, floods, cross-mesh access, removed members, injection in
 //! string fields. The broker keeps serving everyone else.
 
-mod common;
+use crate::common;
 
 use claudemesh::broker::admin::{self, AdminRequest};
 use claudemesh::client::{enroll, Client, ConnState, Dest, Home};
@@ -12,24 +12,6 @@ use common::*;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(5);
-
-fn hello_json(m: &Member, name: &str, session: &str) -> String {
-    let h = make_hello(
-        &m.mc.member(),
-        &m.mc.peer(session),
-        &HelloParams {
-            mesh_id: m.mc.mesh_id,
-            name,
-            session_id: session,
-            hostname: "h",
-            cwd: "/",
-            push: true,
-            status: Status::Idle,
-        },
-        now_ms(),
-    );
-    serde_json::to_string(&ClientFrame::Hello(h)).unwrap()
-}
 
 async fn wait_state(c: &Client, want: impl Fn(&ConnState) -> bool) -> ConnState {
     let deadline = Instant::now() + WAIT;

@@ -1,7 +1,7 @@
 //! `claudemesh launch` against a stand-in `claude` (CLAUDEMESH_CLAUDE_BIN) that records its
 //! arguments and environment and exits with a chosen code.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::process::Command;
@@ -41,6 +41,7 @@ fn record(dir: &std::path::Path) -> (Vec<String>, Vec<String>) {
 
 #[tokio::test]
 async fn launch_runs_claude_with_session_server_channel_and_env_and_passes_the_exit_code() {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let dir = tempfile::tempdir().unwrap();
     let claude = stub(dir.path(), 7);
@@ -111,6 +112,7 @@ async fn launch_runs_claude_with_session_server_channel_and_env_and_passes_the_e
 
 #[tokio::test]
 async fn launch_resume_keeps_the_session_id_so_the_peer_identity_stays() {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let bob = mesh.member("bob").await;
     let dir = tempfile::tempdir().unwrap();
@@ -145,6 +147,7 @@ async fn launch_resume_keeps_the_session_id_so_the_peer_identity_stays() {
 
 #[test]
 fn launch_without_claude_is_a_clear_error() {
+    let _machine = crate::shared();
     let dir = tempfile::tempdir().unwrap();
     let o = Command::new(BIN)
         .args(["launch"])

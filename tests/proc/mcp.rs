@@ -2,7 +2,7 @@
 //! JSON-RPC on stdio, against a real broker. No Claude involved (channel delivery cannot be
 //! exercised through `claude -p`; see docs/research-claude-code.md).
 
-mod common;
+use crate::common;
 
 use claudemesh::client::Dest;
 use claudemesh::proto::Priority;
@@ -185,6 +185,7 @@ fn session_name(member: &str) -> String {
 
 #[tokio::test]
 async fn initialize_advertises_the_channel_and_the_instructions_and_tools() {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let bob = mesh.member("bob").await;
     let mut m = Mcp::start(&bob, "inbox").await;
@@ -261,6 +262,7 @@ async fn read_state(c: &claudemesh::client::Client, id: claudemesh::proto::Id16)
 #[tokio::test]
 async fn a_pushed_message_becomes_a_channel_notification_with_string_meta_and_is_acked_only_once_the_transcript_shows_it(
 ) {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     let claude_dir = tempfile::tempdir().unwrap();
@@ -353,6 +355,7 @@ async fn a_pushed_message_becomes_a_channel_notification_with_string_meta_and_is
 /// every message is shown by check_messages — pushed or not.
 #[tokio::test]
 async fn no_message_is_acknowledged_at_the_broker_before_it_was_shown_in_any_mode_or_client() {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let alice = mesh.member("alice").await;
     let a = alice.connect().await;
@@ -443,6 +446,7 @@ async fn no_message_is_acknowledged_at_the_broker_before_it_was_shown_in_any_mod
 
 #[tokio::test]
 async fn tool_calls_with_unknown_arguments_such_as_geminis_wait_for_previous_succeed() {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     let mut m = Mcp::start_as(
@@ -500,6 +504,7 @@ async fn tool_calls_with_unknown_arguments_such_as_geminis_wait_for_previous_suc
 
 #[tokio::test]
 async fn inbox_mode_counts_unread_on_every_result_and_shows_each_message_once() {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     let mut m = Mcp::start(&bob, "inbox").await;
@@ -544,6 +549,7 @@ async fn inbox_mode_counts_unread_on_every_result_and_shows_each_message_once() 
 
 #[tokio::test]
 async fn bad_tool_arguments_are_errors_not_crashes() {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let bob = mesh.member("bob").await;
     let mut m = Mcp::start(&bob, "inbox").await;
@@ -581,6 +587,7 @@ async fn bad_tool_arguments_are_errors_not_crashes() {
 
 #[tokio::test]
 async fn an_unreachable_broker_gives_a_clear_retrying_answer_and_the_session_keeps_working() {
+    let _machine = crate::shared();
     let mut mesh = Mesh::start().await;
     let bob = mesh.member("bob").await;
     mesh.stop().await;
@@ -634,6 +641,7 @@ async fn hook(m: &Member, kind: &str, session: &str) -> String {
 
 #[tokio::test]
 async fn hooks_set_status_and_hand_unread_messages_to_the_model_once() {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     // The session exists once it has connected (here: through its first hook).
@@ -713,6 +721,7 @@ async fn hooks_set_status_and_hand_unread_messages_to_the_model_once() {
 
 #[tokio::test]
 async fn a_message_shown_by_a_hook_is_not_shown_again_by_the_mcp_server() {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     let mut m = Mcp::start(&bob, "inbox").await;
@@ -744,6 +753,7 @@ async fn a_message_shown_by_a_hook_is_not_shown_again_by_the_mcp_server() {
 #[tokio::test]
 async fn mcp_profile_visibility_and_message_status_tools_work_and_busy_sessions_see_the_unread_line(
 ) {
+    let _machine = crate::shared();
     let mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     let mut m = Mcp::start(&bob, "inbox").await;

@@ -21,6 +21,7 @@ fn static_binary() -> Option<std::path::PathBuf> {
 
 #[test]
 fn the_static_binary_needs_no_shared_libraries_and_serves_from_an_empty_root() {
+    let _machine = crate::shared();
     let Some(bin) = static_binary() else { return };
     // The ELF has no interpreter and no needed libraries.
     let out = Command::new("ldd").arg(&bin).output().unwrap();

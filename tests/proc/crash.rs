@@ -1,10 +1,9 @@
 //! Crash safety: a broker under continuous load is SIGKILLed at random moments and restarted
 //! on the same data dir. Every send the broker acknowledged must reach its recipient exactly
 //! once at the application level, and the store must open cleanly afterwards.
-//! Run: `cargo test --release --test crash` (part of the normal suite).
+//! Run: `cargo test --release --test proc crash` (part of the normal suite).
 
-#[path = "../benches/loadtest/harness.rs"]
-mod harness;
+use crate::harness;
 
 use claudemesh::client::{Client, Dest, Inbound};
 use claudemesh::proto::{PeerInfo, Priority};
@@ -19,6 +18,7 @@ const MIN_KILLS: u64 = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_sends_survive_repeated_sigkill_exactly_once() {
+    let _machine = crate::alone();
     let spec = harness::BrokerSpec {
         program: env!("CARGO_BIN_EXE_claudemesh").into(),
         prefix: vec!["serve".into()],

@@ -1,8 +1,7 @@
 //! 1,000 connected peers while one hostile client floods the broker: the others' delivery
 //! latency stays low (p99 under 100 ms). Broker as a separate process with default limits.
 
-#[path = "../benches/loadtest/harness.rs"]
-mod harness;
+use crate::harness;
 
 use claudemesh::client::{Client, Dest, Inbound};
 use claudemesh::crypto::hello::{make_hello, HelloParams};
@@ -17,6 +16,7 @@ const PER_MEMBER: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_peers_keep_low_latency_while_one_client_floods() {
+    let _machine = crate::alone();
     harness::raise_nofile();
     let spec = harness::BrokerSpec {
         program: env!("CARGO_BIN_EXE_claudemesh").into(),

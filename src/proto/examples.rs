@@ -1,0 +1,226 @@
+//! One example of every request and response kind, for the checks that must see them all:
+//! the postcard byte snapshot (a shape change cannot ship without a new subprotocol name),
+//! a docs/PROTOCOL.md section per request kind, and one reply per request of every kind.
+//!
+//! [`request_index`] and [`response_index`] match without wildcards: a new kind does not
+//! compile until it gets an index here, and the tests check every index has an example.
+
+use super::*;
+
+/// Number of request kinds (and of response kinds: one each).
+pub const KINDS: usize = 13;
+
+/// A position for every request kind, 0..KINDS.
+pub fn request_index(r: &Request) -> usize {
+    use {conn::Request as C, msg::Request as M, peers::Request as P};
+    match r {
+        Request::Conn(C::Ping {}) => 0,
+        Request::Msg(M::Send { .. }) => 1,
+        Request::Msg(M::Pull { .. }) => 2,
+        Request::Msg(M::Unread {}) => 3,
+        Request::Msg(M::MessageStatus { .. }) => 4,
+        Request::Msg(M::SetStatus { .. }) => 5,
+        Request::Peers(P::List {}) => 6,
+        Request::Peers(P::Resolve { .. }) => 7,
+        Request::Peers(P::SetSummary { .. }) => 8,
+        Request::Peers(P::SetProfile { .. }) => 9,
+        Request::Peers(P::SetVisible { .. }) => 10,
+        Request::Peers(P::JoinGroup { .. }) => 11,
+        Request::Peers(P::LeaveGroup { .. }) => 12,
+    }
+}
+
+/// A position for every response kind: the same as its request's.
+pub fn response_index(r: &Response) -> usize {
+    use {conn::Response as C, msg::Response as M, peers::Response as P};
+    match r {
+        Response::Conn(C::Ping { .. }) => 0,
+        Response::Msg(M::Send { .. }) => 1,
+        Response::Msg(M::Pull { .. }) => 2,
+        Response::Msg(M::Unread { .. }) => 3,
+        Response::Msg(M::MessageStatus { .. }) => 4,
+        Response::Msg(M::SetStatus {}) => 5,
+        Response::Peers(P::List { .. }) => 6,
+        Response::Peers(P::Resolve { .. }) => 7,
+        Response::Peers(P::SetSummary {}) => 8,
+        Response::Peers(P::SetProfile {}) => 9,
+        Response::Peers(P::SetVisible {}) => 10,
+        Response::Peers(P::JoinGroup {}) => 11,
+        Response::Peers(P::LeaveGroup {}) => 12,
+    }
+}
+
+fn sealed() -> Sealed {
+    Sealed {
+        nonce: Blob(vec![4; 24].into()),
+        ct: Blob(vec![5; 20].into()),
+    }
+}
+
+fn profile() -> Profile {
+    Profile {
+        avatar: "🦀".into(),
+        title: "reviewer".into(),
+        bio: "reads diffs".into(),
+        capabilities: vec!["rust".into()],
+    }
+}
+
+/// A peer as the broker describes it.
+pub fn peer_info() -> PeerInfo {
+    PeerInfo {
+        peer_pk: Key([1; 32]),
+        peer_xpk: Key([2; 32]),
+        member_pk: Key([3; 32]),
+        name: "bob".into(),
+        online: true,
+        status: Status::Working,
+        summary: "on the parser".into(),
+        groups: vec![GroupRole {
+            group: "eng/web".into(),
+            role: "lead".into(),
+        }],
+        hostname: "box".into(),
+        cwd: "/src".into(),
+        connected_since_ms: 10,
+        last_seen_ms: 11,
+        profile: profile(),
+        visible: true,
+        member_name: "bob".into(),
+        gets_member_messages: true,
+        terminal: false,
+    }
+}
+
+/// A delivery as pushed or pulled.
+pub fn delivery() -> Delivery {
+    Delivery {
+        msg_id: Id16([7; 16]),
+        from: Key([1; 32]),
+        from_xpk: Key([2; 32]),
+        from_name: "alice".into(),
+        to: "@eng".into(),
+        target: Target::Group("eng".into()),
+        priority: Priority::Next,
+        reply_to: Some(Id16([8; 16])),
+        sealed: sealed(),
+        sent_at_ms: 12,
+        expires_at_ms: 13,
+    }
+}
+
+/// One request of every kind, in index order.
+pub fn requests() -> Vec<Request> {
+    use {conn::Request as C, msg::Request as M, peers::Request as P};
+    vec![
+        Request::Conn(C::Ping {}),
+        Request::Msg(M::Send {
+            msg_id: Id16([7; 16]),
+            priority: Priority::Now,
+            reply_to: None,
+            envelopes: vec![Envelope {
+                to: Target::Peer(Key([1; 32])),
+                sealed: sealed(),
+            }],
+        }),
+        Request::Msg(M::Pull { limit: 10 }),
+        Request::Msg(M::Unread {}),
+        Request::Msg(M::MessageStatus {
+            msg_id: Id16([7; 16]),
+        }),
+        Request::Msg(M::SetStatus {
+            status: Status::Dnd,
+        }),
+        Request::Peers(P::List {}),
+        Request::Peers(P::Resolve {
+            names: vec!["bob".into(), "nobody".into()],
+        }),
+        Request::Peers(P::SetSummary {
+            summary: "on the parser".into(),
+        }),
+        Request::Peers(P::SetProfile { profile: profile() }),
+        Request::Peers(P::SetVisible { visible: false }),
+        Request::Peers(P::JoinGroup {
+            group: "eng/web".into(),
+            role: "lead".into(),
+        }),
+        Request::Peers(P::LeaveGroup {
+            group: "eng/web".into(),
+        }),
+    ]
+}
+
+/// One response of every kind, in index order.
+pub fn responses() -> Vec<Response> {
+    use {conn::Response as C, msg::Response as M, peers::Response as P};
+    vec![
+        Response::Conn(C::Ping { server_time_ms: 99 }),
+        Response::Msg(M::Send {
+            msg_id: Id16([7; 16]),
+            recipients: 2,
+            duplicate: false,
+        }),
+        Response::Msg(M::Pull {
+            messages: vec![delivery()],
+        }),
+        Response::Msg(M::Unread {
+            now: 1,
+            next: 2,
+            low: 3,
+        }),
+        Response::Msg(M::MessageStatus {
+            msg_id: Id16([7; 16]),
+            recipients: vec![RecipientStatus {
+                peer_pk: Key([1; 32]),
+                name: "bob".into(),
+                state: DeliveryState::Delivered,
+            }],
+            read_unnamed: 1,
+        }),
+        Response::Msg(M::SetStatus {}),
+        Response::Peers(P::List {
+            peers: vec![peer_info()],
+        }),
+        Response::Peers(P::Resolve {
+            results: vec![
+                peers::Resolved {
+                    name: "bob".into(),
+                    peer: Some(peer_info()),
+                },
+                peers::Resolved {
+                    name: "nobody".into(),
+                    peer: None,
+                },
+            ],
+        }),
+        Response::Peers(P::SetSummary {}),
+        Response::Peers(P::SetProfile {}),
+        Response::Peers(P::SetVisible {}),
+        Response::Peers(P::JoinGroup {}),
+        Response::Peers(P::LeaveGroup {}),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn there_is_one_example_of_every_request_and_response_kind_in_index_order() {
+        let q: Vec<usize> = requests().iter().map(request_index).collect();
+        let a: Vec<usize> = responses().iter().map(response_index).collect();
+        let all: Vec<usize> = (0..KINDS).collect();
+        assert_eq!(q, all);
+        assert_eq!(a, all);
+    }
+
+    #[test]
+    fn each_response_has_the_kind_name_of_its_request() {
+        for (q, a) in requests().iter().zip(responses()) {
+            let a = serde_json::to_value(&a).unwrap();
+            let (cap, inner) = a.as_object().unwrap().iter().next().unwrap();
+            let kind = inner.as_object().unwrap().keys().next().unwrap();
+            assert_eq!(q.kind(), format!("{cap}.{kind}"));
+        }
+    }
+}
