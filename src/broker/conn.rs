@@ -2,6 +2,7 @@
 //! drains a bounded queue of pre-encoded messages into the socket.
 
 use super::dispatch::dispatch;
+use super::gate::Ticket;
 use super::hub::{Hub, Session};
 use super::outbox::{encode_msg, send_on, ConnHandle, Refusal, Responder};
 use crate::proto::{ClientFrame, Codec, ErrorCode, Req, ServerFrame};
@@ -23,8 +24,9 @@ fn close_msg(code: CloseCode, reason: &str) -> Message {
     }))
 }
 
-/// Run a connection to completion.
-pub async fn serve<S>(hub: Arc<Hub>, ws: WebSocketStream<S>, codec: Codec)
+/// Run a connection to completion. `ticket` (its place among unauthenticated connections)
+/// is given back once the hello is done, whatever its outcome.
+pub async fn serve<S>(hub: Arc<Hub>, ws: WebSocketStream<S>, codec: Codec, ticket: Arc<Ticket>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -153,6 +155,7 @@ where
         }
     };
 
+    drop(ticket);
     let mut limited_in_a_row = 0u32;
     loop {
         tokio::select! {

@@ -1,5 +1,6 @@
 //! HTTP on the broker's one port: `GET /health`, `POST /join`, and the `/ws` upgrade.
 
+use super::gate::Ticket;
 use super::hub::{Hub, Refusal};
 use crate::proto::{Codec, ErrorCode, HttpError, JoinRequest};
 use bytes::Bytes;
@@ -61,12 +62,18 @@ fn refusal(r: Refusal) -> Resp {
 }
 
 /// Route one request.
-pub async fn route(hub: Arc<Hub>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+/// Route one request. `ticket` is the connection's place among unauthenticated ones; an
+/// upgrade carries it on until the hello.
+pub async fn route(
+    hub: Arc<Hub>,
+    req: Request<Incoming>,
+    ticket: Arc<Ticket>,
+) -> Result<Resp, Infallible> {
     let path = req.uri().path().to_string();
     Ok(match (req.method().clone(), path.as_str()) {
         (Method::GET, "/health") => json(StatusCode::OK, &hub.health()),
         (Method::POST, "/join") => join(hub, req).await,
-        (Method::GET, "/ws") => upgrade(hub, req),
+        (Method::GET, "/ws") => upgrade(hub, req, ticket),
         (_, "/health" | "/join" | "/ws") => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -110,7 +117,7 @@ async fn join(hub: Arc<Hub>, req: Request<Incoming>) -> Resp {
     }
 }
 
-fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>) -> Resp {
+fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>, ticket: Arc<Ticket>) -> Resp {
     let is_ws = req
         .headers()
         .get(UPGRADE)
@@ -172,7 +179,7 @@ fn upgrade(hub: Arc<Hub>, mut req: Request<Incoming>) -> Resp {
                     let _ = ws.close(Some(frame)).await;
                     return;
                 }
-                super::conn::serve(hub, ws, codec).await;
+                super::conn::serve(hub, ws, codec, ticket).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod conn;
 pub mod dispatch;
+pub mod gate;
 pub mod http;
 pub mod hub;
 pub mod outbox;
@@ -15,7 +16,7 @@ use crate::store::{Op, Store, StoreError};
 use hub::Hub;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +49,13 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Consecutive rate-limited frames after which a connection is dropped as a flooder.
     pub flood_limit: u32,
+    /// From accept to a complete HTTP request (headers read) or WebSocket upgrade: a socket
+    /// that is silent or dribbles its headers is closed after this.
+    pub header_timeout: Duration,
+    /// Connections not yet authenticated (accepted, upgrading, or before their hello),
+    /// overall and per source address (loopback exempt from the latter; see `gate`).
+    pub max_unauthenticated: usize,
+    pub max_unauthenticated_per_ip: usize,
 }
 
 impl Config {
@@ -71,6 +79,9 @@ impl Config {
             outbound_queue: 4096,
             write_timeout: Duration::from_secs(30),
             flood_limit: 2000,
+            header_timeout: Duration::from_secs(10),
+            max_unauthenticated: 8192,
+            max_unauthenticated_per_ip: 256,
         }
     }
 }
@@ -164,6 +175,25 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     sock.listen(16_384)
 }
 
+/// One TCP connection's HTTP side: requests until it upgrades to a WebSocket or closes.
+/// Headers must arrive within `header_timeout`, and the whole exchange up to the upgrade
+/// must finish within it too (keep-alive HTTP clients reconnect after that).
+async fn serve_http(hub: Arc<Hub>, stream: tokio::net::TcpStream, ticket: Arc<gate::Ticket>) {
+    let limit = hub.cfg.header_timeout;
+    let t = ticket.clone();
+    let h = hub.clone();
+    let svc = service_fn(move |req| http::route(h.clone(), req, t.clone()));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limit)
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    if tokio::time::timeout(limit, conn).await.is_err() {
+        tracing::debug!("closed a connection that sent no complete request in time");
+    }
+    drop(ticket);
+}
+
 async fn run(
     hub: Arc<Hub>,
     listener: TcpListener,
@@ -175,7 +205,7 @@ async fn run(
     loop {
         tokio::select! {
             r = listener.accept() => {
-                let (stream, _) = match r {
+                let (stream, from) = match r {
                     Ok(x) => x,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -184,15 +214,16 @@ async fn run(
                         continue;
                     }
                 };
+                let ticket = match hub.gate.admit(from.ip()) {
+                    Ok(t) => Arc::new(t),
+                    Err(full) => {
+                        tracing::debug!(%from, reason = %full, "connection refused at accept");
+                        continue; // dropping the stream closes it
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let hub = hub.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| http::route(hub.clone(), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
-                });
+                tokio::spawn(serve_http(hub, stream, ticket));
             }
             _ = sweep.tick() => hub.sweep(),
             _ = shutdown.changed() => break,

@@ -25,6 +25,7 @@ mod flood_1000;
 mod launch;
 mod loadtest_ref;
 mod mcp;
+mod preauth;
 mod setup;
 mod static_binary;
 

@@ -296,6 +296,8 @@ pub struct Health {
     pub meshes: usize,
     pub peers_online: usize,
     pub connections: usize,
+    /// Connections accepted and not yet authenticated (upgrading or before their hello).
+    pub unauthenticated: usize,
     pub queued_messages: usize,
     pub store_commits: u64,
     pub store_ops: u64,
@@ -331,6 +333,8 @@ pub struct Hub {
     /// Flips to true at shutdown; every connection task watches it.
     closing: tokio::sync::watch::Sender<bool>,
     live_conns: AtomicUsize,
+    /// Places for connections that have not authenticated yet.
+    pub gate: Arc<super::gate::Gate>,
 }
 
 impl Hub {
@@ -432,7 +436,9 @@ impl Hub {
             queued = st.messages.len(),
             "state loaded"
         );
+        let gate = super::gate::Gate::new(cfg.max_unauthenticated, cfg.max_unauthenticated_per_ip);
         Arc::new(Hub {
+            gate,
             state: Mutex::new(st),
             store,
             cfg,
@@ -462,6 +468,7 @@ impl Hub {
             meshes: st.meshes.len(),
             peers_online: st.peers.values().filter(|p| p.online()).count(),
             connections: self.live_conns.load(Ordering::Relaxed),
+            unauthenticated: self.gate.pending(),
             queued_messages: st.messages.len(),
             store_commits: stats.commits.load(Ordering::Relaxed),
             store_ops: stats.ops.load(Ordering::Relaxed),
