@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod broker;
+pub mod cap;
 pub mod claude;
 pub mod cli;
 pub mod client;

@@ -11,7 +11,7 @@ pub fn dispatch(hub: &Arc<Hub>, s: &Session, req: Request, r: Responder) {
     match req {
         Request::Conn(q) => handle_conn(q, r),
         Request::Msg(q) => hub.msg(s, q, r),
-        Request::Peers(q) => hub.peers(s, q, r),
+        Request::Peers(q) => crate::cap::peers::broker::handle(hub, s, q, r),
     }
 }
 

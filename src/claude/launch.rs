@@ -19,6 +19,8 @@ pub struct LaunchPlan {
     pub message_mode: String,
     pub skip_permissions: bool,
     pub claude_args: Vec<String>,
+    /// `--tools msg,peers`: the MCP tool groups to offer (`CLAUDEMESH_TOOLS`).
+    pub tools: Option<String>,
 }
 
 /// The command line and environment for `claude`.
@@ -90,6 +92,9 @@ pub fn prepare(plan: &LaunchPlan, exe: &std::path::Path, session_id: String) -> 
     ];
     if let Some(n) = &plan.name {
         env.push(("CLAUDEMESH_NAME".into(), n.clone()));
+    }
+    if let Some(t) = &plan.tools {
+        env.push(("CLAUDEMESH_TOOLS".into(), t.clone()));
     }
     if !plan.groups.is_empty() {
         env.push((

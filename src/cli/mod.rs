@@ -28,10 +28,10 @@ pub enum Cmd {
     Invite(InviteCmd),
     Join(JoinCmd),
     Whoami(WhoamiCmd),
-    Peers(PeersCmd),
+    Peers(crate::cap::peers::cli::PeersCmd),
     Send(SendCmd),
     Inbox(InboxCmd),
-    Group(GroupCmd),
+    Group(crate::cap::peers::cli::GroupCmd),
     Status(StatusCmd),
     Doctor(DoctorCmd),
     Service(ServiceCmd),
@@ -71,6 +71,9 @@ pub struct LaunchCmd {
     /// push (default; enables Claude Code's channel), inbox or off
     #[argh(option, default = "\"push\".into()")]
     pub message_mode: String,
+    /// offer only these MCP tool groups, e.g. msg,peers (default: all)
+    #[argh(option)]
+    pub tools: Option<String>,
     /// run claude with --dangerously-skip-permissions
     #[argh(switch, short = 'y')]
     pub yes: bool,
@@ -117,6 +120,9 @@ pub struct McpCmd {
     /// this session's peer name (default: CLAUDEMESH_NAME, else <member>-<session prefix>)
     #[argh(option)]
     pub name: Option<String>,
+    /// offer only these tool groups, e.g. msg,peers (default: CLAUDEMESH_TOOLS, else all)
+    #[argh(option)]
+    pub tools: Option<String>,
 }
 
 /// operator actions on members (on the broker host, via its admin socket)
@@ -274,18 +280,6 @@ pub struct WhoamiCmd {
     pub json: bool,
 }
 
-/// list the peers of a mesh
-#[derive(FromArgs)]
-#[argh(subcommand, name = "peers")]
-pub struct PeersCmd {
-    /// mesh name (needed when joined to several)
-    #[argh(option)]
-    pub mesh: Option<String>,
-    /// print JSON
-    #[argh(switch)]
-    pub json: bool,
-}
-
 /// send a message: TARGET is a name, a peer key, @group, * or a comma-separated list
 #[derive(FromArgs)]
 #[argh(subcommand, name = "send")]
@@ -323,48 +317,6 @@ pub struct InboxCmd {
     /// print JSON (an array of messages)
     #[argh(switch)]
     pub json: bool,
-}
-
-/// join or leave a group
-#[derive(FromArgs)]
-#[argh(subcommand, name = "group")]
-pub struct GroupCmd {
-    #[argh(subcommand)]
-    pub cmd: GroupSub,
-}
-
-#[derive(FromArgs)]
-#[argh(subcommand)]
-pub enum GroupSub {
-    Join(GroupJoinCmd),
-    Leave(GroupLeaveCmd),
-}
-
-/// join a group (messages to @NAME reach you)
-#[derive(FromArgs)]
-#[argh(subcommand, name = "join")]
-pub struct GroupJoinCmd {
-    /// group name (sub-groups with '/': eng/web)
-    #[argh(positional)]
-    pub name: String,
-    /// your role in it: lead, member, observer, or free text (default member)
-    #[argh(option, default = "\"member\".into()")]
-    pub role: String,
-    /// mesh name (needed when joined to several)
-    #[argh(option)]
-    pub mesh: Option<String>,
-}
-
-/// leave a group
-#[derive(FromArgs)]
-#[argh(subcommand, name = "leave")]
-pub struct GroupLeaveCmd {
-    /// group name
-    #[argh(positional)]
-    pub name: String,
-    /// mesh name (needed when joined to several)
-    #[argh(option)]
-    pub mesh: Option<String>,
 }
 
 /// joined meshes, broker reachability and round-trip time, peers online, unread count
@@ -472,25 +424,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Invite(c) => invite_cmd(&home, c).await,
         Cmd::Join(c) => join(&home, c).await,
         Cmd::Whoami(c) => whoami(&home, c),
-        Cmd::Peers(c) => peers(&home, c).await,
+        Cmd::Peers(c) => crate::cap::peers::cli::peers(&home, c).await,
         Cmd::Send(c) => send(&home, c).await,
         Cmd::Inbox(c) => inbox(&home, c).await,
-        Cmd::Group(GroupCmd {
-            cmd: GroupSub::Join(c),
-        }) => {
-            let client = connect(&home, c.mesh.as_deref(), false).await?;
-            client.join_group(&c.name, &c.role).await?;
-            println!("joined @{} as {}", c.name, c.role);
-            Ok(())
-        }
-        Cmd::Group(GroupCmd {
-            cmd: GroupSub::Leave(c),
-        }) => {
-            let client = connect(&home, c.mesh.as_deref(), false).await?;
-            client.leave_group(&c.name).await?;
-            println!("left @{}", c.name);
-            Ok(())
-        }
+        Cmd::Group(c) => crate::cap::peers::cli::group(&home, c).await,
         Cmd::Status(c) => status(&home, c).await,
         Cmd::Doctor(c) => {
             let checks =
@@ -799,6 +736,9 @@ async fn invite_cmd(home: &Home, c: InviteCmd) -> Result<()> {
 async fn launch(home: &Home, c: LaunchCmd) -> Result<()> {
     use crate::claude::launch;
     let _: crate::mcp::MessageMode = c.message_mode.parse().map_err(|e: String| anyhow!(e))?;
+    if let Some(t) = &c.tools {
+        crate::mcp::parse_tool_groups(t).map_err(|e| anyhow!(e))?;
+    }
     if let Some(inv) = &c.join {
         let name = c.name.clone().unwrap_or_else(default_name);
         let (mc, reply) = enroll::join(home, inv, &name).await?;
@@ -842,6 +782,7 @@ async fn launch(home: &Home, c: LaunchCmd) -> Result<()> {
         message_mode: c.message_mode,
         skip_permissions: c.yes,
         claude_args: c.claude_args,
+        tools: c.tools,
     };
     let p = launch::prepare(&plan, &exe, session_id);
     let mut cmd = std::process::Command::new(&p.program);
@@ -877,7 +818,21 @@ async fn mcp(home: &Home, c: McpCmd) -> Result<()> {
     let groups = crate::claude::launch::parse_groups(
         &std::env::var("CLAUDEMESH_GROUPS").unwrap_or_default(),
     );
-    let server = crate::mcp::build(home, crate::mcp::Options { mode, name, groups })?;
+    let tools = match c.tools.or_else(|| std::env::var("CLAUDEMESH_TOOLS").ok()) {
+        Some(t) if !t.trim().is_empty() => {
+            Some(crate::mcp::parse_tool_groups(&t).map_err(|e| anyhow!(e))?)
+        }
+        _ => None,
+    };
+    let server = crate::mcp::build(
+        home,
+        crate::mcp::Options {
+            mode,
+            name,
+            groups,
+            tools,
+        },
+    )?;
     crate::mcp::serve_stdio(server).await?;
     Ok(())
 }
@@ -960,7 +915,7 @@ fn whoami(home: &Home, c: WhoamiCmd) -> Result<()> {
 }
 
 /// Connect as the member's default peer (its CLI identity).
-async fn connect(home: &Home, mesh: Option<&str>, push: bool) -> Result<Client> {
+pub(crate) async fn connect(home: &Home, mesh: Option<&str>, push: bool) -> Result<Client> {
     let mc = home.select(mesh)?;
     let mut opts = ClientOptions::for_session(home, &mc, "cli", &mc.name);
     opts.push = push;
@@ -969,49 +924,6 @@ async fn connect(home: &Home, mesh: Option<&str>, push: bool) -> Result<Client> 
         .await
         .with_context(|| format!("mesh '{}'", mc.mesh_name))?;
     Ok(c)
-}
-
-async fn peers(home: &Home, c: PeersCmd) -> Result<()> {
-    let client = connect(home, c.mesh.as_deref(), false).await?;
-    let peers = client.list_peers().await?;
-    if c.json {
-        let v: Vec<_> = peers
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "name": p.name, "peer_key": p.peer_pk.hex(), "online": p.online, "status": p.status,
-                    "summary": p.summary, "groups": p.groups, "hostname": p.hostname, "cwd": p.cwd,
-                    "connected_since": (p.connected_since_ms > 0).then(|| rfc3339(p.connected_since_ms)),
-                    "last_seen": (p.last_seen_ms > 0).then(|| rfc3339(p.last_seen_ms)),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(v));
-        return Ok(());
-    }
-    let me = client.peer_key();
-    for p in peers {
-        let groups: Vec<String> = p
-            .groups
-            .iter()
-            .map(|g| format!("@{}:{}", g.group, g.role))
-            .collect();
-        println!(
-            "{}{:<16} {:<8} {:<8} {:<24} {}{}",
-            if p.peer_pk == me { "*" } else { " " },
-            p.name,
-            if p.online { "online" } else { "offline" },
-            format!("{:?}", p.status).to_lowercase(),
-            groups.join(","),
-            p.hostname,
-            if p.summary.is_empty() {
-                String::new()
-            } else {
-                format!("  — {}", p.summary)
-            }
-        );
-    }
-    Ok(())
 }
 
 async fn send(home: &Home, c: SendCmd) -> Result<()> {

@@ -22,8 +22,8 @@ use crate::proto::{Event, Id16, Priority, Status};
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::model::{
     CallToolResult, ContentBlock, CustomNotification, DiscoverRequestMethod, DiscoverResult,
-    Implementation, InitializeRequestParams, InitializeResult, JsonObject, ProtocolVersion,
-    ServerCapabilities, ServerConfig, ServerNotification,
+    Implementation, InitializeRequestParams, InitializeResult, JsonObject, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig, ServerNotification,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{
@@ -70,10 +70,10 @@ pub enum McpError {
 }
 
 /// One joined mesh, as this session.
-struct Link {
-    mesh: String,
-    name: String,
-    client: Arc<Client>,
+pub(crate) struct Link {
+    pub(crate) mesh: String,
+    pub(crate) name: String,
+    pub(crate) client: Arc<Client>,
 }
 
 /// What is decided at `initialize`, from the client's introduction.
@@ -108,6 +108,8 @@ struct Inner {
 pub struct MeshServer {
     inner: Arc<Inner>,
     tool_router: ToolRouter<MeshServer>,
+    /// Each offered tool's group (capability), to hide those the broker lacks.
+    group_of: Arc<std::collections::HashMap<String, &'static str>>,
 }
 
 // ---------------------------------------------------------------- tool parameters
@@ -163,41 +165,6 @@ pub struct StatusParams {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct SummaryParams {
-    /// One or two sentences on what this session is doing, shown to other peers.
-    pub summary: String,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct GroupParams {
-    /// Group name, e.g. "eng" or "eng/web".
-    pub group: String,
-    /// Your role in it (join only): lead, member, observer, or free text.
-    pub role: Option<String>,
-    /// Mesh name, when this session is in several.
-    pub mesh: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct ProfileParams {
-    /// A short avatar: an emoji or a few characters.
-    pub avatar: Option<String>,
-    /// Your title in the team, e.g. "backend reviewer".
-    pub title: Option<String>,
-    /// A few sentences about what this session is good for.
-    pub bio: Option<String>,
-    /// What you can do for others, e.g. ["rust", "code review"].
-    pub capabilities: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct VisibleParams {
-    /// false hides this session from peer lists, broadcasts and join/leave events (DMs and
-    /// group messages still arrive); true shows it again.
-    pub visible: bool,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct StatusOfParams {
     /// The id send_message returned (32 hex digits).
     pub message_id: String,
@@ -228,7 +195,7 @@ fn put<T>(m: &Mutex<Vec<T>>, x: T) {
 
 impl MeshServer {
     /// The joined meshes (none before `initialize`).
-    fn links(&self) -> &[Link] {
+    pub(crate) fn links(&self) -> &[Link] {
         self.inner
             .session
             .get()
@@ -236,7 +203,27 @@ impl MeshServer {
             .unwrap_or(&[])
     }
 
-    fn link(&self, mesh: Option<&str>) -> Result<&Link, String> {
+    /// The capabilities the connected brokers offer (all links together), or `None` while
+    /// no link has connected (waits up to a second for the first connection).
+    async fn offered_caps(&self) -> Option<Vec<String>> {
+        let links = self.links();
+        if links.is_empty() {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let caps: Vec<String> = links.iter().flat_map(|l| l.client.caps()).collect();
+            if !caps.is_empty() {
+                return Some(caps);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub(crate) fn link(&self, mesh: Option<&str>) -> Result<&Link, String> {
         let links = self.links();
         match mesh {
             Some(m) => links.iter().find(|l| l.mesh == m).ok_or_else(|| {
@@ -372,7 +359,10 @@ impl MeshServer {
         r
     }
 
-    async fn done(&self, r: Result<String, String>) -> Result<CallToolResult, ErrorData> {
+    pub(crate) async fn done(
+        &self,
+        r: Result<String, String>,
+    ) -> Result<CallToolResult, ErrorData> {
         Ok(self
             .with_unread(match r {
                 Ok(s) => text_result(s),
@@ -480,23 +470,6 @@ impl MeshServer {
     }
 
     #[tool(
-        description = "List the peers (other agent sessions: Claude Code, Codex, Gemini CLI, ...) in the mesh with their status, summary, groups and host, and where a message to a member name goes.",
-        annotations(read_only_hint = true, open_world_hint = false)
-    )]
-    async fn list_peers(
-        &self,
-        Parameters(p): Parameters<MeshParam>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let r = async {
-            let link = self.link(p.mesh.as_deref())?;
-            let peers = link.client.list_peers().await.map_err(|e| e.to_string())?;
-            Ok(format::peers(&link.mesh, &peers, &link.client.peer_key()))
-        }
-        .await;
-        self.done(r).await
-    }
-
-    #[tool(
         description = "Set this session's status: \"idle\" (ready for messages), \"working\", or \"dnd\" (only \"now\" messages get through).",
         annotations(
             read_only_hint = false,
@@ -518,163 +491,6 @@ impl MeshServer {
                     .map_err(|e| format!("mesh '{}': {e}", l.mesh))?;
             }
             Ok(format!("status set to {}", p.status))
-        }
-        .await;
-        self.done(r).await
-    }
-
-    #[tool(
-        description = "Tell other peers what this session is working on (one or two sentences).",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = false
-        )
-    )]
-    async fn set_summary(
-        &self,
-        Parameters(p): Parameters<SummaryParams>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let r = async {
-            for l in self.links() {
-                l.client
-                    .set_summary(&p.summary)
-                    .await
-                    .map_err(|e| format!("mesh '{}': {e}", l.mesh))?;
-            }
-            Ok("summary updated".to_string())
-        }
-        .await;
-        self.done(r).await
-    }
-
-    #[tool(
-        description = "Join a group (messages to \"@group\" then reach you), with a role such as lead, member or observer.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = false
-        )
-    )]
-    async fn join_group(
-        &self,
-        Parameters(p): Parameters<GroupParams>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let r = async {
-            let link = self.link(p.mesh.as_deref())?;
-            let role = p.role.unwrap_or_else(|| "member".into());
-            link.client
-                .join_group(&p.group, &role)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(format!("joined @{} as {role}", p.group))
-        }
-        .await;
-        self.done(r).await
-    }
-
-    #[tool(
-        description = "Leave a group.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = false
-        )
-    )]
-    async fn leave_group(
-        &self,
-        Parameters(p): Parameters<GroupParams>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let r = async {
-            let link = self.link(p.mesh.as_deref())?;
-            link.client
-                .leave_group(&p.group)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(format!("left @{}", p.group))
-        }
-        .await;
-        self.done(r).await
-    }
-
-    #[tool(
-        description = "Set this session's profile shown to peers in list_peers: avatar, title, bio, capabilities. Fields you leave out keep their current value; an empty string or list clears one.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = false
-        )
-    )]
-    async fn set_profile(
-        &self,
-        Parameters(p): Parameters<ProfileParams>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let r = async {
-            for l in self.links() {
-                let me = l.client.peer_key();
-                let current = l
-                    .client
-                    .resolve(&[me.hex()])
-                    .await
-                    .map_err(|e| format!("mesh '{}': {e}", l.mesh))?;
-                let mut profile = current
-                    .into_iter()
-                    .next()
-                    .map(|i| i.profile)
-                    .unwrap_or_default();
-                if let Some(v) = &p.avatar {
-                    profile.avatar = v.clone();
-                }
-                if let Some(v) = &p.title {
-                    profile.title = v.clone();
-                }
-                if let Some(v) = &p.bio {
-                    profile.bio = v.clone();
-                }
-                if let Some(v) = &p.capabilities {
-                    profile.capabilities = v.clone();
-                }
-                l.client
-                    .set_profile(&profile)
-                    .await
-                    .map_err(|e| format!("mesh '{}': {e}", l.mesh))?;
-            }
-            Ok("profile updated".to_string())
-        }
-        .await;
-        self.done(r).await
-    }
-
-    #[tool(
-        description = "Hide this session (visible=false) from peer lists, broadcasts and join/leave events, or show it again. Hidden sessions still receive direct and group messages.",
-        annotations(
-            read_only_hint = false,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = false
-        )
-    )]
-    async fn set_visible(
-        &self,
-        Parameters(p): Parameters<VisibleParams>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let r = async {
-            for l in self.links() {
-                l.client
-                    .set_visible(p.visible)
-                    .await
-                    .map_err(|e| format!("mesh '{}': {e}", l.mesh))?;
-            }
-            Ok(if p.visible {
-                "visible to peers"
-            } else {
-                "hidden from peer lists and broadcasts"
-            }
-            .to_string())
         }
         .await;
         self.done(r).await
@@ -772,6 +588,26 @@ impl ServerHandler for MeshServer {
     // Stay on the handshake protocol era: Claude Code skips channels on the newer one.
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
         Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
+    /// The offered tools, minus those of capabilities no connected broker offers (known
+    /// once a link is connected: waits briefly for the first connection).
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let offered = self.offered_caps().await;
+        let tools = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .filter(|t| {
+                let group = self.group_of.get(t.name.as_ref()).copied();
+                is_offered(&t.name, group, offered.as_deref())
+            })
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn discover(
@@ -947,6 +783,47 @@ pub struct Options {
     pub name: Option<String>,
     /// Groups to join once connected: (group, role).
     pub groups: Vec<(String, String)>,
+    /// Tool groups to offer (`--tools`, `CLAUDEMESH_TOOLS`; names in `cap::TOOL_GROUPS`);
+    /// `None` offers every group the broker has.
+    pub tools: Option<Vec<String>>,
+}
+
+/// Each tool group's tools: one line per capability. `whoami` is in every set.
+fn tool_groups() -> Vec<(&'static str, ToolRouter<MeshServer>)> {
+    vec![
+        ("msg", MeshServer::tool_router()),
+        ("peers", MeshServer::peers_tools()),
+    ]
+}
+
+/// Tools that stay whatever the groups: who this session is.
+const ALWAYS: &[&str] = &["whoami"];
+
+/// Whether a tool of `group` is listed when the brokers offer `caps` (`name/version`);
+/// `None` (no broker connected yet) lists everything.
+fn is_offered(tool: &str, group: Option<&str>, caps: Option<&[String]>) -> bool {
+    match (caps, group) {
+        (Some(caps), Some(group)) => {
+            ALWAYS.contains(&tool) || caps.iter().any(|c| c.split('/').next() == Some(group))
+        }
+        _ => true,
+    }
+}
+
+/// Parse a `--tools` list ("msg,peers"; "messaging" is taken for "msg").
+pub fn parse_tool_groups(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for g in s.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        let g = if g == "messaging" { "msg" } else { g };
+        if !crate::cap::TOOL_GROUPS.contains(&g) {
+            return Err(format!(
+                "unknown tool group '{g}' (groups: {})",
+                crate::cap::TOOL_GROUPS.join(", ")
+            ));
+        }
+        out.push(g.to_string());
+    }
+    Ok(out)
 }
 
 /// One background client per joined mesh for this session (never blocks on the broker).
@@ -992,9 +869,30 @@ pub fn build(home: &Home, opts: Options) -> Result<MeshServer, McpError> {
         events: Mutex::new(Vec::new()),
         peer: Mutex::new(None),
     });
-    let mut tool_router = MeshServer::tool_router();
+    let mut tool_router = ToolRouter::new();
+    let mut group_of = std::collections::HashMap::new();
+    for (group, r) in tool_groups() {
+        let wanted = inner
+            .opts
+            .tools
+            .as_ref()
+            .is_none_or(|w| w.iter().any(|g| g == group));
+        for t in r.list_all() {
+            let name = t.name.to_string();
+            if wanted || ALWAYS.contains(&name.as_str()) {
+                group_of.insert(name.clone(), group);
+                if let Some(route) = r.map.get(name.as_str()) {
+                    tool_router.add_route(route.clone());
+                }
+            }
+        }
+    }
     schema::make_portable(&mut tool_router);
-    Ok(MeshServer { inner, tool_router })
+    Ok(MeshServer {
+        inner,
+        tool_router,
+        group_of: Arc::new(group_of),
+    })
 }
 
 /// Run the server on stdin/stdout until stdin closes.
@@ -1010,4 +908,28 @@ pub async fn serve_stdio(server: MeshServer) -> Result<(), McpError> {
         .map_err(|e| McpError::Transport(e.to_string()));
     server.finish().await;
     r.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_of_capabilities_no_broker_offers_are_not_listed_once_caps_are_known() {
+        let caps = vec!["conn/1".to_string(), "msg/1".to_string()];
+        assert!(is_offered("send_message", Some("msg"), Some(&caps)));
+        assert!(!is_offered("list_peers", Some("peers"), Some(&caps)));
+        assert!(is_offered("whoami", Some("msg"), Some(&[])));
+        assert!(is_offered("list_peers", Some("peers"), None));
+    }
+
+    #[test]
+    fn tool_groups_parse_with_the_messaging_alias_and_refuse_unknown_names() {
+        assert_eq!(
+            parse_tool_groups("messaging, peers").unwrap(),
+            ["msg", "peers"]
+        );
+        let e = parse_tool_groups("msg,kv").unwrap_err();
+        assert!(e.contains("'kv'") && e.contains("msg, peers"), "{e}");
+    }
 }

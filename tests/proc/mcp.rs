@@ -32,12 +32,15 @@ struct As<'a> {
     channel: bool,
     /// CLAUDE_CONFIG_DIR for the server (where it looks for Claude Code transcripts).
     claude_dir: Option<&'a std::path::Path>,
+    /// CLAUDEMESH_TOOLS: the tool groups to offer.
+    tools: Option<&'a str>,
 }
 
 const PLAIN: As<'static> = As {
     client: "test",
     channel: false,
     claude_dir: None,
+    tools: None,
 };
 
 impl Mcp {
@@ -56,6 +59,7 @@ impl Mcp {
             .env("CLAUDE_CONFIG_DIR", claude_dir)
             .env("CLAUDEMESH_SESSION_ID", SESSION)
             .env("CLAUDEMESH_MESSAGE_MODE", mode)
+            .env("CLAUDEMESH_TOOLS", who.tools.unwrap_or(""))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -273,6 +277,7 @@ async fn a_pushed_message_becomes_a_channel_notification_with_string_meta_and_is
             client: "claude-code",
             channel: false,
             claude_dir: Some(claude_dir.path()),
+            tools: None,
         },
     )
     .await;
@@ -369,6 +374,7 @@ async fn no_message_is_acknowledged_at_the_broker_before_it_was_shown_in_any_mod
                     client: "some-agent",
                     channel,
                     claude_dir: None,
+                    tools: None,
                 },
             )
             .await;
@@ -456,6 +462,7 @@ async fn tool_calls_with_unknown_arguments_such_as_geminis_wait_for_previous_suc
             client: "gemini-cli-mcp-client",
             channel: false,
             claude_dir: None,
+            tools: None,
         },
     )
     .await;
@@ -827,4 +834,60 @@ async fn mcp_profile_visibility_and_message_status_tools_work_and_busy_sessions_
         .tool("message_status", json!({"message_id": "nothex"}))
         .await;
     assert!(err && t.contains("32 hex"), "{t}");
+}
+
+#[tokio::test]
+async fn tools_narrowed_to_a_group_list_only_that_group_and_whoami() {
+    let _machine = crate::shared();
+    let mesh = Mesh::start().await;
+    let bob = mesh.member("bob").await;
+    let who = As {
+        tools: Some("peers"),
+        ..PLAIN
+    };
+    let mut m = Mcp::start_as(&bob, "inbox", who).await;
+    m.connected().await;
+    let tools = m.call("tools/list", json!({})).await;
+    let mut names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "join_group",
+            "leave_group",
+            "list_peers",
+            "set_profile",
+            "set_summary",
+            "set_visible",
+            "whoami"
+        ]
+    );
+    // A tool of another group is not there to call.
+    let r = m
+        .call(
+            "tools/call",
+            json!({"name": "send_message", "arguments": {"to": "bob", "message": "x"}}),
+        )
+        .await;
+    assert!(
+        r["error"].is_object() || r["result"]["isError"] == true,
+        "{r}"
+    );
+    // An unknown group is refused at start with the list of groups.
+    let out = std::process::Command::new(BIN)
+        .args(["mcp", "--tools", "msg,telepathy"])
+        .env("CLAUDEMESH_HOME", &bob.home.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown tool group 'telepathy'") && err.contains("msg, peers"),
+        "{err}"
+    );
 }

@@ -1,150 +1,34 @@
-//! Peer profile changes (summary, groups, profile, visibility) and lookups (list, resolve).
+//! The peer registry as capabilities see it: a durable change to the caller's own record
+//! (applied in memory, written in order, answered after its commit), the mesh's peers as
+//! others should see them, lookups by name or key, and where a member's name routes. The
+//! rules of what may change (limits, validation) belong to `cap::peers`.
 
 use super::{refuse, Hub, MeshState, PeerState, Refusal, Responder, Session, State};
 use crate::proto::*;
 use crate::store::*;
-use crate::util::valid_group;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-const MAX_SUMMARY: usize = 2048;
-const MAX_RESOLVE: usize = 256;
 /// Offline peers last seen longer ago than this are left out of peer lists.
 const OFFLINE_LISTED_MS: u64 = 24 * 3600 * 1000;
-const MAX_GROUPS: usize = 64;
-const MAX_AVATAR: usize = 32;
-const MAX_TITLE: usize = 128;
-const MAX_BIO: usize = 2048;
-const MAX_CAPABILITIES: usize = 32;
-const MAX_CAPABILITY: usize = 64;
-
-fn check_profile(p: &Profile) -> Result<(), Refusal> {
-    let field = |name: &str, v: &str, max: usize| {
-        if v.len() > max {
-            return refuse(
-                ErrorCode::BadRequest,
-                format!("profile {name} is longer than {max} bytes"),
-            );
-        }
-        if v.chars().any(|c| c.is_control() && c != '\n') {
-            return refuse(
-                ErrorCode::BadRequest,
-                format!("profile {name} has control characters"),
-            );
-        }
-        Ok(())
-    };
-    field("avatar", &p.avatar, MAX_AVATAR)?;
-    field("title", &p.title, MAX_TITLE)?;
-    field("bio", &p.bio, MAX_BIO)?;
-    if p.capabilities.len() > MAX_CAPABILITIES {
-        return refuse(
-            ErrorCode::BadRequest,
-            format!("a profile lists at most {MAX_CAPABILITIES} capabilities"),
-        );
-    }
-    for c in &p.capabilities {
-        field("capability", c, MAX_CAPABILITY)?;
-    }
-    Ok(())
-}
 
 impl Hub {
-    /// Every `peers` request; each answers through `r`, now or after its commit.
-    pub(crate) fn peers(self: &Arc<Self>, s: &Session, q: peers::Request, r: Responder) {
-        use peers::{Request as Q, Response as A};
-        match q {
-            Q::List {} => r.ok(A::List {
-                peers: self.list_peers(s),
-            }),
-            Q::Resolve { names } => r.reply(self.resolve(s, &names)),
-            Q::SetSummary { summary } => self.set_summary(s, summary, r),
-            Q::SetProfile { profile } => self.set_profile(s, profile, r),
-            Q::SetVisible { visible } => self.set_visible(s, visible, r),
-            Q::JoinGroup { group, role } => self.join_group(s, group, role, r),
-            Q::LeaveGroup { group } => self.leave_group(s, group, r),
+    /// Stop announcing this peer's comings and goings (it is hiding): no "left" event later.
+    pub(crate) fn stop_announcing(&self, s: &Session) {
+        if let Some(p) = self.lock().peers.get_mut(&s.peer) {
+            p.announced = false;
         }
-    }
-
-    fn set_summary(self: &Arc<Self>, s: &Session, summary: String, r: Responder) {
-        self.update_peer(s, r, peers::Response::SetSummary {}, move |r| {
-            if summary.len() > MAX_SUMMARY {
-                return refuse(
-                    ErrorCode::BadRequest,
-                    format!("summary is longer than {MAX_SUMMARY} bytes"),
-                );
-            }
-            r.summary = summary;
-            Ok(())
-        })
-    }
-
-    fn join_group(self: &Arc<Self>, s: &Session, group: String, role: String, r: Responder) {
-        self.update_peer(s, r, peers::Response::JoinGroup {}, move |r| {
-            if !valid_group(&group) {
-                return refuse(
-                    ErrorCode::BadRequest,
-                    "invalid group name: use segments of A-Z a-z 0-9 . _ - joined by '/'",
-                );
-            }
-            if role.chars().any(char::is_control) {
-                return refuse(ErrorCode::BadRequest, "group role has control characters");
-            }
-            if role.len() > 64 {
-                return refuse(ErrorCode::BadRequest, "group role is longer than 64 bytes");
-            }
-            let role = if role.is_empty() {
-                "member".to_string()
-            } else {
-                role
-            };
-            let full = r.groups.len() >= MAX_GROUPS;
-            match r.groups.iter_mut().find(|g| g.group == group) {
-                Some(g) => g.role = role,
-                None if full => {
-                    return refuse(
-                        ErrorCode::BadRequest,
-                        format!("a peer can be in at most {MAX_GROUPS} groups"),
-                    )
-                }
-                None => r.groups.push(GroupRole { group, role }),
-            }
-            Ok(())
-        })
-    }
-
-    fn set_profile(self: &Arc<Self>, s: &Session, profile: Profile, r: Responder) {
-        self.update_peer(s, r, peers::Response::SetProfile {}, move |r| {
-            check_profile(&profile)?;
-            r.profile = profile;
-            Ok(())
-        })
-    }
-
-    fn set_visible(self: &Arc<Self>, s: &Session, visible: bool, r: Responder) {
-        if !visible {
-            // Hiding also means no "left" event later.
-            if let Some(p) = self.lock().peers.get_mut(&s.peer) {
-                p.announced = false;
-            }
-        }
-        self.update_peer(s, r, peers::Response::SetVisible {}, move |r| {
-            r.visible = visible;
-            Ok(())
-        })
-    }
-
-    fn leave_group(self: &Arc<Self>, s: &Session, group: String, r: Responder) {
-        self.update_peer(s, r, peers::Response::LeaveGroup {}, move |r| {
-            r.groups.retain(|g| g.group != group);
-            Ok(())
-        })
     }
 
     /// Change a durable peer field: apply it in memory and queue the write under the lock
     /// (so concurrent changes compose and are written in order), reply after the commit.
-    fn update_peer<F>(self: &Arc<Self>, s: &Session, r: Responder, done: peers::Response, f: F)
-    where
+    pub(crate) fn update_peer<F>(
+        self: &Arc<Self>,
+        s: &Session,
+        r: Responder,
+        done: peers::Response,
+        f: F,
+    ) where
         F: FnOnce(&mut PeerRecord) -> Result<(), Refusal>,
     {
         let mut st = self.lock();
@@ -170,7 +54,7 @@ impl Hub {
     /// Hidden peers only see themselves. Unlisted peers can still be reached by name or key.
     /// Each entry says whose member it is and whether a message to the member's name
     /// reaches it now.
-    fn list_peers(&self, s: &Session) -> Vec<PeerInfo> {
+    pub(crate) fn list_peers(&self, s: &Session) -> Vec<PeerInfo> {
         let now = crate::util::now_ms();
         let st = self.lock();
         let Some(mesh) = st.meshes.get(&s.mesh) else {
@@ -216,13 +100,11 @@ impl Hub {
     }
 
     /// Each name (or hex peer key) with the peer it reaches now, or none.
-    fn resolve(&self, s: &Session, names: &[String]) -> Result<peers::Response, Refusal> {
-        if names.len() > MAX_RESOLVE {
-            return refuse(
-                ErrorCode::BadRequest,
-                format!("resolve takes at most {MAX_RESOLVE} names"),
-            );
-        }
+    pub(crate) fn resolve(
+        &self,
+        s: &Session,
+        names: &[String],
+    ) -> Result<Vec<peers::Resolved>, Refusal> {
         let st = self.lock();
         let Some(mesh) = st.meshes.get(&s.mesh) else {
             return refuse(ErrorCode::NotMember, "mesh is gone");
@@ -240,7 +122,7 @@ impl Hub {
                 peer,
             });
         }
-        Ok(peers::Response::Resolve { results })
+        Ok(results)
     }
 }
 

@@ -1,0 +1,14 @@
+//! Capabilities: what sessions can do together beyond the connection itself. Each is one
+//! folder holding everything of it except its wire types (`proto::<name>`, the bottom layer
+//! that broker and client share): the broker handler, client calls, MCP tools and CLI verbs.
+//! See docs/DESIGN.md, "How to add a capability".
+//!
+//! Inside a folder, `broker.rs` and `client.rs` never import each other; `mcp.rs` and
+//! `cli.rs` build on `client.rs`. The core reaches a capability through one line each in
+//! `broker::dispatch`, `mcp::tool_groups` and `cli::Cmd`.
+
+pub mod peers;
+
+/// Tool groups a session can narrow its MCP tools to (`claudemesh mcp --tools`,
+/// `CLAUDEMESH_TOOLS`): each capability's name as in `hello_ack.caps`, without version.
+pub const TOOL_GROUPS: &[&str] = &["msg", "peers"];
