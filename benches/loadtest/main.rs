@@ -1,9 +1,11 @@
 //! `cargo run --release --bin loadtest -- WORKLOAD [flags]`: the load harness.
-//! Workloads: `ref`, `idle`, `durable`, `fanout`, and `quick` (all four, small). The broker
+//! Workloads: `ref`, `idle`, `durable`, `fanout`, `quick` (those four, small), and `log`
+//! (the store's append-only log alone, no broker). The broker
 //! runs as a separate process (this binary re-executed as `broker`, which is the same
 //! library code as `claudemesh serve`). See docs/BENCHMARKS.md.
 
 mod harness;
+mod logbench;
 
 use argh::FromArgs;
 use harness::BrokerSpec;
@@ -23,7 +25,23 @@ enum Cmd {
     Durable(DurableArgs),
     Fanout(FanoutArgs),
     Quick(QuickArgs),
+    Log(LogArgs),
     Broker(BrokerArgs),
+}
+
+/// the store's append-only log alone: appends/s with W appenders, reads from offsets
+#[derive(FromArgs)]
+#[argh(subcommand, name = "log")]
+struct LogArgs {
+    /// records to append (default 100000)
+    #[argh(option, default = "100000")]
+    appends: u64,
+    /// concurrent appenders sharing the group commit (default 64)
+    #[argh(option, default = "64")]
+    writers: u64,
+    /// payload bytes per record (default 200)
+    #[argh(option, default = "200")]
+    payload: usize,
 }
 
 /// N peers x M DMs to random peers, all at once
@@ -161,6 +179,7 @@ fn main() {
             }
             Cmd::Fanout(a) => harness::run_fanout(&spec, a.recipients, a.secs, a.ramp_secs).await,
             Cmd::Quick(_) => harness::run_quick(&spec).await,
+            Cmd::Log(a) => logbench::run(a.appends, a.writers, a.payload).await,
             Cmd::Broker(_) => unreachable!(),
         }
     });

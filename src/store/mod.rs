@@ -4,10 +4,15 @@
 //! Every mutation is an [`Op`] sent to the writer. The writer drains whatever is waiting,
 //! applies it all in one write transaction, commits with `Durability::Immediate` (fsync),
 //! and only then runs each op's completion, in submission order. Nothing is acknowledged to
-//! a client before its completion runs. Reads happen once, at open ([`Loaded`]); after that
-//! the broker's memory is authoritative and the file is its write-ahead record.
+//! a client before its completion runs. The core's tables are read once, at open
+//! ([`Loaded`]); after that the broker's memory is authoritative and the file is its
+//! write-ahead record. Capabilities whose data is large read through redb read
+//! transactions ([`Store::read`]) and add writes as [`CapOp`]s, which join the same group
+//! commit; their tables are listed in [`schema`].
 
+pub mod log;
 mod records;
+pub mod schema;
 
 pub use records::*;
 
@@ -121,6 +126,15 @@ pub enum Op {
         seqs: Vec<(u64, bool)>,
         sent: Vec<u64>,
     },
+    /// A capability's write, on its own tables (see [`CapOp`]).
+    Cap(Box<dyn CapOp>),
+}
+
+/// A write a capability adds without editing this enum: applied inside the batch's write
+/// transaction (it opens its own tables, listed in [`schema`]), committed with everything
+/// else, and acknowledged only after that commit.
+pub trait CapOp: Send + std::fmt::Debug + 'static {
+    fn apply(&self, tx: &redb::WriteTransaction) -> Result<(), StoreError>;
 }
 
 /// What runs after the op's batch committed (or failed).
@@ -152,11 +166,15 @@ pub struct StoreStats {
     fail_writes: std::sync::atomic::AtomicBool,
 }
 
-/// Handle to the writer thread. Cheap to clone.
+/// Handle to the writer thread and the database for reads. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     tx: std::sync::mpsc::Sender<Msg>,
     pub stats: Arc<StoreStats>,
+    /// The open database, shared by the writer and readers; empty while the writer is
+    /// reopening it after a write failure.
+    db: Arc<std::sync::RwLock<Option<Arc<Database>>>>,
+    logs: Arc<log::Logs>,
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -196,6 +214,8 @@ impl Store {
         let db = Database::create(&path)?;
         migrate(&db)?;
         let loaded = load(&db)?;
+        let db = Arc::new(db);
+        let slot = Arc::new(std::sync::RwLock::new(Some(db.clone())));
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(StoreStats::default());
         let st = stats.clone();
@@ -215,9 +235,39 @@ impl Store {
             .map_err(|e| StoreError::Io("completion thread".into(), e))?;
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(db, path, rx, st, done_tx))
+            .spawn({
+                let slot = slot.clone();
+                move || writer(db, slot, path, rx, st, done_tx)
+            })
             .map_err(|e| StoreError::Io("writer thread".into(), e))?;
-        Ok((Store { tx, stats }, loaded))
+        let store = Store {
+            tx,
+            stats,
+            db: slot,
+            logs: Arc::new(log::Logs::default()),
+        };
+        Ok((store, loaded))
+    }
+
+    /// Run `f` in a read transaction: a consistent snapshot of the last commit, read
+    /// without blocking the writer.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db = self
+            .db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the store is being reopened".into()))?;
+        let tx = db.begin_read()?;
+        f(&tx)
+    }
+
+    /// The per-mesh append-only logs (see [`log`]).
+    pub fn logs(&self) -> &Arc<log::Logs> {
+        &self.logs
     }
 
     /// Queue an op; `done` runs after its commit.
@@ -294,6 +344,7 @@ fn migrate(db: &Database) -> Result<(), StoreError> {
         tx.open_table(MESSAGES)?;
         tx.open_table(ACKED)?;
         tx.open_table(SENT)?;
+        schema::create_all(&tx)?;
     }
     tx.commit()?;
     Ok(())
@@ -337,6 +388,7 @@ fn load(db: &Database) -> Result<Loaded, StoreError> {
 
 /// Every table, opened once per write transaction.
 struct Tables<'t> {
+    tx: &'t redb::WriteTransaction,
     meshes: redb::Table<'t, &'static [u8], &'static [u8]>,
     invites: redb::Table<'t, &'static [u8], &'static [u8]>,
     members: redb::Table<'t, &'static [u8], &'static [u8]>,
@@ -349,6 +401,7 @@ struct Tables<'t> {
 impl<'t> Tables<'t> {
     fn open(tx: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
         Ok(Tables {
+            tx,
             meshes: tx.open_table(MESHES)?,
             invites: tx.open_table(INVITES)?,
             members: tx.open_table(MEMBERS)?,
@@ -381,6 +434,7 @@ impl<'t> Tables<'t> {
                     self.apply(op, stats)?;
                 }
             }
+            Op::Cap(c) => c.apply(self.tx)?,
             Op::PutMesh(m) => {
                 self.meshes.insert(&m.mesh_id.0[..], &enc(m)[..])?;
             }
@@ -440,7 +494,8 @@ const MAX_BATCH: usize = 4096;
 type DoneSender = std::sync::mpsc::Sender<(Result<(), Arc<StoreError>>, Vec<Done>)>;
 
 fn writer(
-    db: Database,
+    db: Arc<Database>,
+    slot: Arc<std::sync::RwLock<Option<Arc<Database>>>>,
     path: std::path::PathBuf,
     rx: std::sync::mpsc::Receiver<Msg>,
     stats: Arc<StoreStats>,
@@ -472,6 +527,8 @@ fn writer(
             match Database::create(&path) {
                 Ok(d) => {
                     tracing::info!("store reopened after a write failure");
+                    let d = Arc::new(d);
+                    *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(d.clone());
                     db = Some(d);
                 }
                 Err(e) => {
@@ -492,6 +549,8 @@ fn writer(
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, ops = batch.len(), "store commit failed");
             if !matches!(**e, StoreError::Injected) {
+                // Readers let go of it too, so the file can be opened again.
+                *slot.write().unwrap_or_else(|p| p.into_inner()) = None;
                 db = None;
             }
         }
@@ -500,6 +559,7 @@ fn writer(
             let _ = done_tx.send((result, dones));
         }
     }
+    *slot.write().unwrap_or_else(|p| p.into_inner()) = None;
     drop(db);
     // Anything sent after close is refused.
     let refused: Vec<Done> = rx

@@ -1,0 +1,587 @@
+//! The per-mesh append-only log: the primitive that key-value state, streams, task history,
+//! the audit chain, webhook deliveries and schedules are built on.
+//!
+//! A log is named by (mesh, stream); it holds records `(seq, subject, at_ms, data)` with
+//! sequences that only grow (a write that failed leaves a gap). Operations:
+//! - [`Logs::append`]: the sequence is assigned at once, the record is durable after the
+//!   group commit it joins, and only then is the append answered and watchers woken;
+//! - [`Logs::read_from`]: records from a sequence on (a read transaction, never the whole
+//!   log in memory);
+//! - [`Logs::latest`]: the newest record of one subject (KV's "get");
+//! - retention by count, bytes and age, applied by the append that goes over a limit and by
+//!   [`Logs::expire`] for age;
+//! - [`Logs::watch`]: the last committed sequence, so a watcher that reconnects resumes
+//!   with `read_from(its last seq + 1)` and then waits for changes.
+//!
+//! Tables: `log_records` (stream key ‖ seq → record), `log_last` (stream key ‖ subject →
+//! seq of the subject's newest record), `log_streams` (stream key → first/last seq, count,
+//! bytes, retention).
+
+use super::{CapOp, Store, StoreError};
+use crate::proto::Key;
+use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log_records");
+const LAST: TableDefinition<&[u8], u64> = TableDefinition::new("log_last");
+const STREAMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log_streams");
+
+pub(super) fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    tx.open_table(RECORDS)?;
+    tx.open_table(LAST)?;
+    tx.open_table(STREAMS)?;
+    Ok(())
+}
+
+/// Which log: a mesh and a stream name chosen by the capability (e.g. `kv:config`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogId {
+    pub mesh: Key,
+    pub stream: String,
+}
+
+impl LogId {
+    pub fn new(mesh: Key, stream: impl Into<String>) -> Self {
+        LogId {
+            mesh,
+            stream: stream.into(),
+        }
+    }
+
+    /// mesh ‖ len(stream) as u16 ‖ stream: a prefix no other stream's key starts with.
+    fn prefix(&self) -> Vec<u8> {
+        let s = self.stream.as_bytes();
+        let mut k = Vec::with_capacity(34 + s.len() + 8);
+        k.extend_from_slice(&self.mesh.0);
+        k.extend_from_slice(&(s.len().min(u16::MAX as usize) as u16).to_be_bytes());
+        k.extend_from_slice(&s[..s.len().min(u16::MAX as usize)]);
+        k
+    }
+
+    fn record_key(&self, seq: u64) -> Vec<u8> {
+        let mut k = self.prefix();
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+
+    fn subject_key(&self, subject: &str) -> Vec<u8> {
+        let mut k = self.prefix();
+        k.extend_from_slice(subject.as_bytes());
+        k
+    }
+}
+
+/// How much of a log is kept; `None` is no limit. The newest record is always kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub max_count: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub max_age_ms: Option<u64>,
+}
+
+/// One record as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: u64,
+    pub subject: String,
+    pub at_ms: u64,
+    pub data: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    subject: String,
+    at_ms: u64,
+    data: Vec<u8>,
+}
+
+/// A log's bookkeeping row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    /// Oldest kept sequence (0 when empty).
+    pub first: u64,
+    /// Newest sequence ever written (0 before the first append).
+    pub last: u64,
+    pub count: u64,
+    pub bytes: u64,
+    pub retention: Retention,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(b).map_err(|e| StoreError::Decode(table, e))
+}
+
+fn size(subject: &str, data: &[u8]) -> u64 {
+    (subject.len() + data.len()) as u64
+}
+
+/// The logs' in-memory side: the next sequence per log (assigned before the commit) and
+/// the watchers. Everything else is read from the file.
+#[derive(Default)]
+pub struct Logs {
+    streams: Mutex<HashMap<LogId, Live>>,
+}
+
+struct Live {
+    /// Last sequence handed out.
+    assigned: u64,
+    /// Last committed sequence, for watchers.
+    committed: watch::Sender<u64>,
+}
+
+impl Logs {
+    fn live<'a>(
+        &self,
+        store: &Store,
+        map: &'a mut HashMap<LogId, Live>,
+        id: &LogId,
+    ) -> Result<&'a mut Live, StoreError> {
+        if !map.contains_key(id) {
+            let last = info(store, id)?.last;
+            map.insert(
+                id.clone(),
+                Live {
+                    assigned: last,
+                    committed: watch::channel(last).0,
+                },
+            );
+        }
+        map.get_mut(id)
+            .ok_or_else(|| StoreError::Unavailable("log state".into()))
+    }
+
+    /// Append a record; `done` gets its sequence once it is durable (or the store's error).
+    /// `retention` becomes the log's retention from this append on.
+    pub fn append(
+        self: &Arc<Self>,
+        store: &Store,
+        id: &LogId,
+        subject: &str,
+        data: Vec<u8>,
+        retention: Retention,
+        done: impl FnOnce(Result<u64, Arc<StoreError>>) + Send + 'static,
+    ) {
+        let seq = {
+            let mut map = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            match self.live(store, &mut map, id) {
+                Ok(l) => {
+                    l.assigned += 1;
+                    l.assigned
+                }
+                Err(e) => return done(Err(Arc::new(e))),
+            }
+        };
+        let op = Append {
+            id: id.clone(),
+            seq,
+            subject: subject.to_string(),
+            at_ms: crate::util::now_ms(),
+            data,
+            retention,
+        };
+        let logs = self.clone();
+        let id = id.clone();
+        store.submit(
+            super::Op::Cap(Box::new(op)),
+            Some(Box::new(move |r| {
+                if r.is_ok() {
+                    logs.committed(&id, seq);
+                }
+                done(r.map(|()| seq));
+            })),
+        );
+    }
+
+    /// [`append`](Logs::append), waiting for the commit.
+    pub async fn append_wait(
+        self: &Arc<Self>,
+        store: &Store,
+        id: &LogId,
+        subject: &str,
+        data: Vec<u8>,
+        retention: Retention,
+    ) -> Result<u64, Arc<StoreError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.append(store, id, subject, data, retention, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.await.unwrap_or(Err(Arc::new(StoreError::Closed)))
+    }
+
+    fn committed(&self, id: &LogId, seq: u64) {
+        let map = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = map.get(id) {
+            l.committed.send_if_modified(|v| {
+                let newer = seq > *v;
+                if newer {
+                    *v = seq;
+                }
+                newer
+            });
+        }
+    }
+
+    /// The last committed sequence of a log, changing as appends commit.
+    pub fn watch(&self, store: &Store, id: &LogId) -> Result<watch::Receiver<u64>, StoreError> {
+        let mut map = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(self.live(store, &mut map, id)?.committed.subscribe())
+    }
+
+    /// Drop records older than the log's `max_age_ms` (the newest one stays).
+    pub async fn expire(store: &Store, id: &LogId) -> Result<(), Arc<StoreError>> {
+        store
+            .commit(super::Op::Cap(Box::new(Expire {
+                id: id.clone(),
+                now_ms: crate::util::now_ms(),
+            })))
+            .await
+    }
+}
+
+/// A log's bookkeeping as of the last commit.
+pub fn info(store: &Store, id: &LogId) -> Result<StreamInfo, StoreError> {
+    store.read(|tx| {
+        let t = tx.open_table(STREAMS)?;
+        let row = t.get(id.prefix().as_slice())?;
+        match row {
+            Some(v) => decode("log_streams", v.value()),
+            None => Ok(StreamInfo::default()),
+        }
+    })
+}
+
+/// Up to `limit` records from sequence `from` on (at least one when any is there, then up
+/// to about `max_bytes`).
+pub fn read_from(
+    store: &Store,
+    id: &LogId,
+    from: u64,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<Vec<Entry>, StoreError> {
+    store.read(|tx| {
+        let t = tx.open_table(RECORDS)?;
+        let lo = id.record_key(from);
+        let hi = id.record_key(u64::MAX);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for row in t.range(lo.as_slice()..=hi.as_slice())? {
+            if out.len() >= limit || (bytes >= max_bytes && !out.is_empty()) {
+                break;
+            }
+            let (k, v) = row?;
+            let k = k.value();
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&k[k.len() - 8..]);
+            let r: Record = decode("log_records", v.value())?;
+            bytes += r.data.len() + r.subject.len();
+            out.push(Entry {
+                seq: u64::from_be_bytes(seq),
+                subject: r.subject,
+                at_ms: r.at_ms,
+                data: r.data,
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// The newest record of `subject`, if any is kept.
+pub fn latest(store: &Store, id: &LogId, subject: &str) -> Result<Option<Entry>, StoreError> {
+    store.read(|tx| {
+        let last = tx.open_table(LAST)?;
+        let Some(seq) = last
+            .get(id.subject_key(subject).as_slice())?
+            .map(|g| g.value())
+        else {
+            return Ok(None);
+        };
+        let t = tx.open_table(RECORDS)?;
+        let row = t.get(id.record_key(seq).as_slice())?;
+        match row {
+            Some(v) => {
+                let r: Record = decode("log_records", v.value())?;
+                Ok(Some(Entry {
+                    seq,
+                    subject: r.subject,
+                    at_ms: r.at_ms,
+                    data: r.data,
+                }))
+            }
+            None => Ok(None),
+        }
+    })
+}
+
+#[derive(Debug)]
+struct Append {
+    id: LogId,
+    seq: u64,
+    subject: String,
+    at_ms: u64,
+    data: Vec<u8>,
+    retention: Retention,
+}
+
+impl CapOp for Append {
+    fn apply(&self, tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let mut streams = tx.open_table(STREAMS)?;
+        let mut records = tx.open_table(RECORDS)?;
+        let mut last = tx.open_table(LAST)?;
+        let key = self.id.prefix();
+        let mut info: StreamInfo = match streams.get(key.as_slice())? {
+            Some(v) => decode("log_streams", v.value())?,
+            None => StreamInfo::default(),
+        };
+        let rec = Record {
+            subject: self.subject.clone(),
+            at_ms: self.at_ms,
+            data: self.data.clone(),
+        };
+        let bytes = postcard::to_allocvec(&rec).unwrap_or_default();
+        records.insert(self.id.record_key(self.seq).as_slice(), bytes.as_slice())?;
+        last.insert(self.id.subject_key(&self.subject).as_slice(), self.seq)?;
+        if info.count == 0 {
+            info.first = self.seq;
+        }
+        info.last = info.last.max(self.seq);
+        info.count += 1;
+        info.bytes += size(&self.subject, &self.data);
+        info.retention = self.retention;
+        trim(&self.id, &mut info, &mut records, &mut last, None)?;
+        let row = postcard::to_allocvec(&info).unwrap_or_default();
+        streams.insert(key.as_slice(), row.as_slice())?;
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct Expire {
+    id: LogId,
+    now_ms: u64,
+}
+
+impl CapOp for Expire {
+    fn apply(&self, tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let mut streams = tx.open_table(STREAMS)?;
+        let mut records = tx.open_table(RECORDS)?;
+        let mut last = tx.open_table(LAST)?;
+        let key = self.id.prefix();
+        let Some(mut info) = streams
+            .get(key.as_slice())?
+            .map(|v| decode::<StreamInfo>("log_streams", v.value()))
+            .transpose()?
+        else {
+            return Ok(());
+        };
+        trim(
+            &self.id,
+            &mut info,
+            &mut records,
+            &mut last,
+            Some(self.now_ms),
+        )?;
+        let row = postcard::to_allocvec(&info).unwrap_or_default();
+        streams.insert(key.as_slice(), row.as_slice())?;
+        Ok(())
+    }
+}
+
+/// Drop the oldest records while the log is over a limit (age only with `now`); the newest
+/// record always stays. A subject whose newest record goes loses its `log_last` row.
+fn trim(
+    id: &LogId,
+    info: &mut StreamInfo,
+    records: &mut redb::Table<&'static [u8], &'static [u8]>,
+    last: &mut redb::Table<&'static [u8], u64>,
+    now: Option<u64>,
+) -> Result<(), StoreError> {
+    let r = info.retention;
+    while info.count > 1 {
+        let over_count = r.max_count.is_some_and(|m| info.count > m.max(1));
+        let over_bytes = r.max_bytes.is_some_and(|m| info.bytes > m);
+        let key = id.record_key(info.first);
+        let Some(rec) = records
+            .get(key.as_slice())?
+            .map(|v| decode::<Record>("log_records", v.value()))
+            .transpose()?
+        else {
+            // A gap left by a failed write: move on to the next sequence.
+            info.first += 1;
+            continue;
+        };
+        let too_old = match (now, r.max_age_ms) {
+            (Some(now), Some(age)) => now.saturating_sub(rec.at_ms) > age,
+            _ => false,
+        };
+        if !(over_count || over_bytes || too_old) {
+            break;
+        }
+        records.remove(key.as_slice())?;
+        let sk = id.subject_key(&rec.subject);
+        if last.get(sk.as_slice())?.map(|g| g.value()) == Some(info.first) {
+            last.remove(sk.as_slice())?;
+        }
+        info.count -= 1;
+        info.bytes = info.bytes.saturating_sub(size(&rec.subject, &rec.data));
+        info.first += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Store, Arc<Logs>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let logs = store.logs.clone();
+        (dir, store, logs)
+    }
+
+    const KEEP_ALL: Retention = Retention {
+        max_count: None,
+        max_bytes: None,
+        max_age_ms: None,
+    };
+
+    #[tokio::test]
+    async fn appends_get_growing_sequences_and_read_back_from_any_sequence_per_stream() {
+        let (_d, store, logs) = open();
+        let a = LogId::new(Key([1; 32]), "kv:config");
+        let b = LogId::new(Key([1; 32]), "kv:config2");
+        for i in 0..5u8 {
+            let seq = logs
+                .append_wait(&store, &a, &format!("k{}", i % 2), vec![i], KEEP_ALL)
+                .await
+                .unwrap();
+            assert_eq!(seq, i as u64 + 1);
+        }
+        logs.append_wait(&store, &b, "k0", vec![9], KEEP_ALL)
+            .await
+            .unwrap();
+        let all = read_from(&store, &a, 1, 100, usize::MAX).unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        let tail = read_from(&store, &a, 4, 100, usize::MAX).unwrap();
+        assert_eq!(tail.iter().map(|e| e.data[0]).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(latest(&store, &a, "k1").unwrap().unwrap().data, vec![3]);
+        assert_eq!(latest(&store, &a, "k0").unwrap().unwrap().seq, 5);
+        assert!(latest(&store, &a, "nope").unwrap().is_none());
+        assert_eq!(read_from(&store, &b, 1, 100, usize::MAX).unwrap().len(), 1);
+        let i = info(&store, &a).unwrap();
+        assert_eq!((i.first, i.last, i.count), (1, 5, 5));
+    }
+
+    #[tokio::test]
+    async fn retention_by_count_and_bytes_drops_the_oldest_and_keeps_the_newest() {
+        let (_d, store, logs) = open();
+        let id = LogId::new(Key([2; 32]), "s");
+        let by_count = Retention {
+            max_count: Some(3),
+            ..KEEP_ALL
+        };
+        for i in 0..10u8 {
+            logs.append_wait(&store, &id, &format!("k{i}"), vec![i; 10], by_count)
+                .await
+                .unwrap();
+        }
+        let kept = read_from(&store, &id, 0, 100, usize::MAX).unwrap();
+        assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), [8, 9, 10]);
+        assert!(
+            latest(&store, &id, "k0").unwrap().is_none(),
+            "dropped subject"
+        );
+        let by_bytes = Retention {
+            max_bytes: Some(1),
+            ..KEEP_ALL
+        };
+        logs.append_wait(&store, &id, "big", vec![0; 100], by_bytes)
+            .await
+            .unwrap();
+        let kept = read_from(&store, &id, 0, 100, usize::MAX).unwrap();
+        assert_eq!(kept.len(), 1, "the newest record always stays");
+        let i = info(&store, &id).unwrap();
+        assert_eq!((i.first, i.last, i.count, i.bytes), (11, 11, 1, 103));
+    }
+
+    #[tokio::test]
+    async fn age_retention_expires_old_records() {
+        let (_d, store, logs) = open();
+        let id = LogId::new(Key([3; 32]), "s");
+        let r = Retention {
+            max_age_ms: Some(50),
+            ..KEEP_ALL
+        };
+        logs.append_wait(&store, &id, "a", vec![1], r)
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        logs.append_wait(&store, &id, "b", vec![2], r)
+            .await
+            .unwrap();
+        Logs::expire(&store, &id).await.unwrap();
+        let kept = read_from(&store, &id, 0, 100, usize::MAX).unwrap();
+        assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
+    }
+
+    #[tokio::test]
+    async fn a_watcher_resumes_from_its_last_sequence_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = LogId::new(Key([4; 32]), "events");
+        {
+            let (store, _) = Store::open(dir.path()).unwrap();
+            let logs = store.logs.clone();
+            let mut w = logs.watch(&store, &id).unwrap();
+            for i in 0..3u8 {
+                logs.append_wait(&store, &id, "e", vec![i], KEEP_ALL)
+                    .await
+                    .unwrap();
+            }
+            w.changed().await.unwrap();
+            assert_eq!(*w.borrow(), 3);
+            store.close().await;
+        }
+        // Reopened: sequences continue, and a watcher that saw up to 2 reads 3 onwards.
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let logs = store.logs.clone();
+        let w = logs.watch(&store, &id).unwrap();
+        assert_eq!(*w.borrow(), 3);
+        let seq = logs
+            .append_wait(&store, &id, "e", vec![3], KEEP_ALL)
+            .await
+            .unwrap();
+        assert_eq!(seq, 4);
+        let missed = read_from(&store, &id, 3, 100, usize::MAX).unwrap();
+        assert_eq!(missed.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+    }
+
+    #[tokio::test]
+    async fn an_append_that_fails_to_commit_is_not_acknowledged_and_leaves_a_gap() {
+        let (_d, store, logs) = open();
+        let id = LogId::new(Key([5; 32]), "s");
+        logs.append_wait(&store, &id, "a", vec![1], KEEP_ALL)
+            .await
+            .unwrap();
+        store.fail_writes(true);
+        assert!(logs
+            .append_wait(&store, &id, "a", vec![2], KEEP_ALL)
+            .await
+            .is_err());
+        store.fail_writes(false);
+        let seq = logs
+            .append_wait(&store, &id, "a", vec![3], KEEP_ALL)
+            .await
+            .unwrap();
+        assert_eq!(seq, 3);
+        let all = read_from(&store, &id, 0, 100, usize::MAX).unwrap();
+        assert_eq!(all.iter().map(|e| e.data[0]).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(latest(&store, &id, "a").unwrap().unwrap().data, vec![3]);
+    }
+}
