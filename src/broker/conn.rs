@@ -209,8 +209,8 @@ where
 
 /// One frame of an authenticated connection. Every request gets exactly one reply: its
 /// handler's, `bad_request` when its body does not decode, or `rate_limited` with a
-/// retry-after when the peer is over its rate. A flooder that keeps going past
-/// `flood_limit` limited frames in a row is disconnected (close 1008 "flooding").
+/// retry-after when the peer is over its rate. A flooder whose limited frames outnumber
+/// its allowed ones by `flood_limit` is disconnected (close 1008 "flooding").
 fn on_data(
     hub: &Arc<Hub>,
     s: &Session,
@@ -246,7 +246,9 @@ fn on_data(
         }
         return;
     }
-    *limited_in_a_row = 0;
+    // An allowed frame only takes one off the count: a client over its rate keeps adding
+    // more than it takes off, so a sustained flood is closed however the bucket refills.
+    *limited_in_a_row = limited_in_a_row.saturating_sub(1);
     match frame {
         Ok(ClientFrame::Req(Req { id, body })) => {
             dispatch(hub, s, body, Responder::new(conn.clone(), id))

@@ -47,6 +47,8 @@ impl Gate {
 
     /// A place for one more unauthenticated connection from `ip`, or why there is none.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Full> {
+        // An IPv4 client of a dual-stack listener shows up as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
         let mut c = self.counts();
         if c.total >= self.max_total {
             return Err(Full::Total(self.max_total));
@@ -121,6 +123,10 @@ mod tests {
         let held: Vec<Ticket> = (0..4).map(|_| g.admit(lo).unwrap()).collect();
         assert_eq!(g.admit(lo).err(), Some(Full::Total(4)));
         drop(held);
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let two: Vec<Ticket> = (0..2).map(|_| g.admit(mapped).unwrap()).collect();
+        assert_eq!(two.len(), 2, "a v4-mapped loopback address is loopback");
+        drop(two);
         assert_eq!(g.pending(), 0);
         assert!(g.counts().per_ip.is_empty());
     }

@@ -47,7 +47,8 @@ pub struct Config {
     pub outbound_queue: usize,
     /// A connection whose socket accepts nothing for this long is dropped.
     pub write_timeout: Duration,
-    /// Consecutive rate-limited frames after which a connection is dropped as a flooder.
+    /// How far a connection's rate-limited frames may outnumber its allowed ones before it
+    /// is dropped as a flooder.
     pub flood_limit: u32,
     /// From accept to a complete HTTP request (headers read) or WebSocket upgrade: a socket
     /// that is silent or dribbles its headers is closed after this.

@@ -164,35 +164,45 @@ impl Logs {
         retention: Retention,
         done: impl FnOnce(Result<u64, Arc<StoreError>>) + Send + 'static,
     ) {
-        let seq = {
+        let at_ms = crate::util::now_ms();
+        let logs = self.clone();
+        let key = id.clone();
+        // The sequence is assigned and the write queued under one lock, so the writer
+        // applies a log's appends in sequence order.
+        let refused = {
             let mut map = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-            match self.live(store, &mut map, id) {
+            let seq = match self.live(store, &mut map, id) {
                 Ok(l) => {
                     l.assigned += 1;
                     l.assigned
                 }
-                Err(e) => return done(Err(Arc::new(e))),
-            }
-        };
-        let op = Append {
-            id: id.clone(),
-            seq,
-            subject: subject.to_string(),
-            at_ms: crate::util::now_ms(),
-            data,
-            retention,
-        };
-        let logs = self.clone();
-        let id = id.clone();
-        store.submit(
-            super::Op::Cap(Box::new(op)),
-            Some(Box::new(move |r| {
-                if r.is_ok() {
-                    logs.committed(&id, seq);
+                Err(e) => {
+                    drop(map);
+                    return done(Err(Arc::new(e)));
                 }
-                done(r.map(|()| seq));
-            })),
-        );
+            };
+            let op = Append {
+                id: id.clone(),
+                seq,
+                subject: subject.to_string(),
+                at_ms,
+                data,
+                retention,
+            };
+            store.try_submit(
+                super::Op::Cap(Box::new(op)),
+                Box::new(move |r| {
+                    if r.is_ok() {
+                        logs.committed(&key, seq);
+                    }
+                    done(r.map(|()| seq));
+                }),
+            )
+        };
+        // A closed store hands the completion back: run it outside the lock.
+        if let Err(done) = refused {
+            done(Err(Arc::new(StoreError::Closed)));
+        }
     }
 
     /// [`append`](Logs::append), waiting for the commit.
@@ -343,8 +353,14 @@ impl CapOp for Append {
         };
         let bytes = postcard::to_allocvec(&rec).unwrap_or_default();
         records.insert(self.id.record_key(self.seq).as_slice(), bytes.as_slice())?;
-        last.insert(self.id.subject_key(&self.subject).as_slice(), self.seq)?;
-        if info.count == 0 {
+        let sk = self.id.subject_key(&self.subject);
+        let newer = last
+            .get(sk.as_slice())?
+            .is_none_or(|g| g.value() < self.seq);
+        if newer {
+            last.insert(sk.as_slice(), self.seq)?;
+        }
+        if info.count == 0 || self.seq < info.first {
             info.first = self.seq;
         }
         info.last = info.last.max(self.seq);
@@ -400,7 +416,7 @@ fn trim(
     now: Option<u64>,
 ) -> Result<(), StoreError> {
     let r = info.retention;
-    while info.count > 1 {
+    while info.count > 1 && info.first < info.last {
         let over_count = r.max_count.is_some_and(|m| info.count > m.max(1));
         let over_bytes = r.max_bytes.is_some_and(|m| info.bytes > m);
         let key = id.record_key(info.first);
@@ -583,5 +599,33 @@ mod tests {
         let all = read_from(&store, &id, 0, 100, usize::MAX).unwrap();
         assert_eq!(all.iter().map(|e| e.data[0]).collect::<Vec<_>>(), [1, 3]);
         assert_eq!(latest(&store, &id, "a").unwrap().unwrap().data, vec![3]);
+    }
+
+    #[tokio::test]
+    async fn appends_applied_out_of_order_keep_the_newest_and_trimming_terminates() {
+        let (_d, store, _logs) = open();
+        let id = LogId::new(Key([6; 32]), "s");
+        let one = Retention {
+            max_count: Some(1),
+            ..KEEP_ALL
+        };
+        for seq in [7u64, 5, 6] {
+            let op = Append {
+                id: id.clone(),
+                seq,
+                subject: "k".into(),
+                at_ms: 1,
+                data: vec![seq as u8],
+                retention: one,
+            };
+            store
+                .commit(super::super::Op::Cap(Box::new(op)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(latest(&store, &id, "k").unwrap().unwrap().seq, 7);
+        let i = info(&store, &id).unwrap();
+        assert_eq!(i.last, 7);
+        assert!(i.count >= 1);
     }
 }

@@ -279,6 +279,16 @@ impl Store {
         }
     }
 
+    /// Queue an op, or hand `done` back when the store is closed (so a caller holding a
+    /// lock can run it after letting go).
+    pub fn try_submit(&self, op: Op, done: Done) -> Result<(), Done> {
+        match self.tx.send(Msg::Op(op, Some(done))) {
+            Ok(()) => Ok(()),
+            Err(std::sync::mpsc::SendError(Msg::Op(_, Some(done)))) => Err(done),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Make every commit fail (or stop doing so): a stand-in for a failing disk in tests.
     #[doc(hidden)]
     pub fn fail_writes(&self, on: bool) {
@@ -491,6 +501,21 @@ impl<'t> Tables<'t> {
 
 const MAX_BATCH: usize = 4096;
 
+/// A database handle the writer let go of: readers may still hold it for a moment.
+struct Released(Option<std::sync::Weak<Database>>);
+
+impl Released {
+    /// Wait (up to a second) until no reader holds the file open, so it can be opened again.
+    fn wait(&mut self) {
+        if let Some(w) = self.0.take() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            while w.strong_count() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+    }
+}
+
 type DoneSender = std::sync::mpsc::Sender<(Result<(), Arc<StoreError>>, Vec<Done>)>;
 
 fn writer(
@@ -502,6 +527,7 @@ fn writer(
     done_tx: DoneSender,
 ) {
     let mut db = Some(db);
+    let mut released = Released(None);
     let mut reopen_error = String::new();
     let mut batch: Vec<(Op, Option<Done>)> = Vec::with_capacity(256);
     let mut closing: Option<std::sync::mpsc::Sender<()>> = None;
@@ -524,6 +550,7 @@ fn writer(
         // After an I/O error redb refuses further writes on that handle; reopening recovers
         // the last committed state (e.g. once disk space returns).
         if db.is_none() {
+            released.wait();
             match Database::create(&path) {
                 Ok(d) => {
                     tracing::info!("store reopened after a write failure");
@@ -551,7 +578,7 @@ fn writer(
             if !matches!(**e, StoreError::Injected) {
                 // Readers let go of it too, so the file can be opened again.
                 *slot.write().unwrap_or_else(|p| p.into_inner()) = None;
-                db = None;
+                released = Released(db.take().map(|d| Arc::downgrade(&d)));
             }
         }
         let dones: Vec<Done> = batch.drain(..).filter_map(|(_, d)| d).collect();
@@ -560,7 +587,7 @@ fn writer(
         }
     }
     *slot.write().unwrap_or_else(|p| p.into_inner()) = None;
-    drop(db);
+    Released(db.take().map(|d| Arc::downgrade(&d))).wait();
     // Anything sent after close is refused.
     let refused: Vec<Done> = rx
         .try_iter()

@@ -60,7 +60,12 @@ async fn open(addr: std::net::SocketAddr, n: usize) -> Vec<(TcpStream, Instant)>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_dribbling_connections_are_closed_in_time_while_members_keep_messaging() {
     let _machine = crate::alone();
-    let mesh = Mesh::start_with(|c| c.header_timeout = TIMEOUT).await;
+    crate::harness::raise_nofile(); // ~12,000 descriptors: both ends live in this process
+    let mesh = Mesh::start_with(|c| {
+        c.header_timeout = TIMEOUT;
+        c.hello_timeout = TIMEOUT;
+    })
+    .await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     let (a, b) = (alice.connect().await, bob.connect().await);
     let addr = mesh.server().addr;
@@ -75,8 +80,33 @@ async fn silent_and_dribbling_connections_are_closed_in_time_while_members_keep_
     for (s, t) in slow {
         waits.push(tokio::spawn(dribble(s, t)));
     }
-    let counted = hub.health().unauthenticated;
-    assert!(counted >= 5000, "/health counts {counted} unauthenticated");
+    // A keep-alive HTTP client that idles after its answer, and an upgrade that never
+    // says hello: the outer deadline and the hello deadline close them.
+    let mut idle_http = TcpStream::connect(addr).await.unwrap();
+    let t_http = Instant::now();
+    idle_http
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    waits.push(tokio::spawn(closed(idle_http, t_http)));
+    let t_ws = Instant::now();
+    let silent_ws = raw_ws(addr).await;
+    waits.push(tokio::spawn(async move {
+        let mut ws = silent_ws;
+        let _ = closed_within(&mut ws, Duration::from_secs(30)).await;
+        t_ws.elapsed()
+    }));
+    // The broker accepts from its backlog as fast as it can; /health counts them.
+    let deadline = Instant::now() + TIMEOUT;
+    let mut counted = 0;
+    while Instant::now() < deadline && counted < 5000 {
+        counted = counted.max(hub.health().unauthenticated);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        counted >= 5000,
+        "/health counted at most {counted} unauthenticated"
+    );
 
     // Members meanwhile: DM round trips, sent one after another.
     let mut rtt = Vec::new();

@@ -23,6 +23,30 @@ enum Prepared {
     Store(u64, MsgIdRecord, Vec<Arc<StoredMessage>>),
 }
 
+/// The end of a send, run by its commit's completion. Should the completion be dropped
+/// without running (the store went away mid-commit), the send is refused all the same, so
+/// its retries parked behind it are answered too instead of waiting forever.
+struct Finish(Option<SendEnd>);
+
+/// What a send's end needs: the hub, the sender, the message, its stored copies, the reply.
+type SendEnd = (Arc<Hub>, Session, Id16, Vec<Arc<StoredMessage>>, Responder);
+
+impl Finish {
+    fn run(mut self, res: Result<(), Arc<StoreError>>) {
+        if let Some((hub, s, msg_id, batch, r)) = self.0.take() {
+            hub.finish_send(&s, msg_id, batch, res, r);
+        }
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if let Some((hub, s, msg_id, batch, r)) = self.0.take() {
+            hub.finish_send(&s, msg_id, batch, Err(Arc::new(StoreError::Closed)), r);
+        }
+    }
+}
+
 impl Hub {
     /// Every `msg` request; each answers through `r`, now or after its commit.
     pub(crate) fn msg(self: &Arc<Self>, s: &Session, q: msg::Request, r: Responder) {
@@ -57,18 +81,14 @@ impl Hub {
             // Answered (a duplicate) or parked behind the same id's commit.
             _ => return,
         };
-        let hub = self.clone();
-        let sess = *s;
-        let done_batch = batch.clone();
+        let finish = Finish(Some((self.clone(), *s, msg_id, batch.clone(), r)));
         self.store.submit(
             Op::InsertMessages {
                 sent_seq,
                 id: rec,
                 msgs: batch,
             },
-            Some(Box::new(move |res| {
-                hub.finish_send(&sess, msg_id, done_batch, res, r)
-            })),
+            Some(Box::new(move |res| finish.run(res))),
         );
     }
 
