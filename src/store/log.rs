@@ -17,7 +17,7 @@
 //! seq of the subject's newest record), `log_streams` (stream key → first/last seq, count,
 //! bytes, retention).
 
-use super::{CapOp, Store, StoreError};
+use super::{dec as decode, enc, CapOp, Store, StoreError};
 use crate::proto::Key;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,17 @@ struct Record {
     data: Vec<u8>,
 }
 
+impl Record {
+    fn entry(self, seq: u64) -> Entry {
+        Entry {
+            seq,
+            subject: self.subject,
+            at_ms: self.at_ms,
+            data: self.data,
+        }
+    }
+}
+
 /// A log's bookkeeping row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamInfo {
@@ -108,10 +119,6 @@ pub struct StreamInfo {
     pub count: u64,
     pub bytes: u64,
     pub retention: Retention,
-}
-
-fn decode<T: serde::de::DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<T, StoreError> {
-    postcard::from_bytes(b).map_err(|e| StoreError::Decode(table, e))
 }
 
 fn size(subject: &str, data: &[u8]) -> u64 {
@@ -288,12 +295,7 @@ pub fn read_from(
             seq.copy_from_slice(&k[k.len() - 8..]);
             let r: Record = decode("log_records", v.value())?;
             bytes += r.data.len() + r.subject.len();
-            out.push(Entry {
-                seq: u64::from_be_bytes(seq),
-                subject: r.subject,
-                at_ms: r.at_ms,
-                data: r.data,
-            });
+            out.push(r.entry(u64::from_be_bytes(seq)));
         }
         Ok(out)
     })
@@ -311,18 +313,8 @@ pub fn latest(store: &Store, id: &LogId, subject: &str) -> Result<Option<Entry>,
         };
         let t = tx.open_table(RECORDS)?;
         let row = t.get(id.record_key(seq).as_slice())?;
-        match row {
-            Some(v) => {
-                let r: Record = decode("log_records", v.value())?;
-                Ok(Some(Entry {
-                    seq,
-                    subject: r.subject,
-                    at_ms: r.at_ms,
-                    data: r.data,
-                }))
-            }
-            None => Ok(None),
-        }
+        row.map(|v| decode::<Record>("log_records", v.value()).map(|r| r.entry(seq)))
+            .transpose()
     })
 }
 
@@ -336,29 +328,51 @@ struct Append {
     retention: Retention,
 }
 
+/// The three log tables, open in one write transaction.
+struct Tables<'t> {
+    streams: redb::Table<'t, &'static [u8], &'static [u8]>,
+    records: redb::Table<'t, &'static [u8], &'static [u8]>,
+    last: redb::Table<'t, &'static [u8], u64>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(tx: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            streams: tx.open_table(STREAMS)?,
+            records: tx.open_table(RECORDS)?,
+            last: tx.open_table(LAST)?,
+        })
+    }
+
+    /// The log's bookkeeping row, if it has one.
+    fn info(&self, key: &[u8]) -> Result<Option<StreamInfo>, StoreError> {
+        self.streams
+            .get(key)?
+            .map(|v| decode("log_streams", v.value()))
+            .transpose()
+    }
+}
+
 impl CapOp for Append {
     fn apply(&self, tx: &redb::WriteTransaction) -> Result<(), StoreError> {
-        let mut streams = tx.open_table(STREAMS)?;
-        let mut records = tx.open_table(RECORDS)?;
-        let mut last = tx.open_table(LAST)?;
+        let mut t = Tables::open(tx)?;
         let key = self.id.prefix();
-        let mut info: StreamInfo = match streams.get(key.as_slice())? {
-            Some(v) => decode("log_streams", v.value())?,
-            None => StreamInfo::default(),
-        };
+        let mut info = t.info(&key)?.unwrap_or_default();
         let rec = Record {
             subject: self.subject.clone(),
             at_ms: self.at_ms,
             data: self.data.clone(),
         };
-        let bytes = postcard::to_allocvec(&rec).unwrap_or_default();
-        records.insert(self.id.record_key(self.seq).as_slice(), bytes.as_slice())?;
+        let bytes = enc(&rec);
+        t.records
+            .insert(self.id.record_key(self.seq).as_slice(), bytes.as_slice())?;
         let sk = self.id.subject_key(&self.subject);
-        let newer = last
+        let newer = t
+            .last
             .get(sk.as_slice())?
             .is_none_or(|g| g.value() < self.seq);
         if newer {
-            last.insert(sk.as_slice(), self.seq)?;
+            t.last.insert(sk.as_slice(), self.seq)?;
         }
         if info.count == 0 || self.seq < info.first {
             info.first = self.seq;
@@ -367,9 +381,9 @@ impl CapOp for Append {
         info.count += 1;
         info.bytes += size(&self.subject, &self.data);
         info.retention = self.retention;
-        trim(&self.id, &mut info, &mut records, &mut last, None)?;
-        let row = postcard::to_allocvec(&info).unwrap_or_default();
-        streams.insert(key.as_slice(), row.as_slice())?;
+        trim(&self.id, &mut info, &mut t, None)?;
+        let row = enc(&info);
+        t.streams.insert(key.as_slice(), row.as_slice())?;
         Ok(())
     }
 }
@@ -382,26 +396,13 @@ struct Expire {
 
 impl CapOp for Expire {
     fn apply(&self, tx: &redb::WriteTransaction) -> Result<(), StoreError> {
-        let mut streams = tx.open_table(STREAMS)?;
-        let mut records = tx.open_table(RECORDS)?;
-        let mut last = tx.open_table(LAST)?;
+        let mut t = Tables::open(tx)?;
         let key = self.id.prefix();
-        let Some(mut info) = streams
-            .get(key.as_slice())?
-            .map(|v| decode::<StreamInfo>("log_streams", v.value()))
-            .transpose()?
-        else {
+        let Some(mut info) = t.info(&key)? else {
             return Ok(());
         };
-        trim(
-            &self.id,
-            &mut info,
-            &mut records,
-            &mut last,
-            Some(self.now_ms),
-        )?;
-        let row = postcard::to_allocvec(&info).unwrap_or_default();
-        streams.insert(key.as_slice(), row.as_slice())?;
+        trim(&self.id, &mut info, &mut t, Some(self.now_ms))?;
+        t.streams.insert(key.as_slice(), enc(&info).as_slice())?;
         Ok(())
     }
 }
@@ -411,10 +412,10 @@ impl CapOp for Expire {
 fn trim(
     id: &LogId,
     info: &mut StreamInfo,
-    records: &mut redb::Table<&'static [u8], &'static [u8]>,
-    last: &mut redb::Table<&'static [u8], u64>,
+    t: &mut Tables,
     now: Option<u64>,
 ) -> Result<(), StoreError> {
+    let Tables { records, last, .. } = t;
     let r = info.retention;
     while info.count > 1 && info.first < info.last {
         let over_count = r.max_count.is_some_and(|m| info.count > m.max(1));
