@@ -73,7 +73,7 @@ pub fn json_requests(data: &[u8]) {
     if let Ok(j) = serde_json::from_slice::<JoinRequest>(data) {
         let _ = invite::parse_signed(&j.invite);
     }
-    let _ = serde_json::from_slice::<crate::broker::admin::AdminRequest>(data);
+    let _ = serde_json::from_slice::<crate::proto::admin::AdminRequest>(data);
 }
 
 /// Every target, by name (for the corpus replay).

@@ -1,7 +1,9 @@
 //! claudemesh: a mesh that lets many Claude Code sessions work as one team.
 //!
 //! One crate, one binary. Layers, top to bottom (dependencies point down):
-//! `cli` → `client` → `proto`/`crypto`; `broker` → `proto`/`crypto`/`store`.
+//! `cli` → `mcp` → `cap::<name>` (client, MCP and CLI sides) → `claude`/`agents` → `client`
+//! → `proto`/`crypto`; `broker` → `cap::<name>` (broker side) → `broker::ctx`/`hub` →
+//! `store` → `proto`. `client` never imports `broker`, nor `broker` `client`.
 //! See docs/ARCHITECTURE notes in ../shared/design and docs/PROTOCOL.md.
 
 pub mod agents;

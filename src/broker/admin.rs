@@ -1,52 +1,14 @@
 //! The operator's admin socket: a unix socket (mode 0600) in the data dir, one JSON request
 //! per line, one JSON reply per line. Only local users who can open the file can use it.
+//! The requests are `proto::admin`; the operator's side is `client::admin`.
 
 use super::hub::Hub;
-use crate::proto::{Id16, Key, Role};
+pub use crate::proto::admin::{AdminReply, AdminRequest, SOCKET_NAME};
 use crate::store::InviteRecord;
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
-
-pub const SOCKET_NAME: &str = "admin.sock";
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum AdminRequest {
-    /// Register a mesh whose owner key and mesh key were made by the operator's CLI.
-    MeshCreate {
-        name: String,
-        mesh_id: Key,
-        owner_pk: Key,
-    },
-    /// Record an invite the operator's CLI signed, so joins can be counted and limited.
-    InviteRegister {
-        mesh: String,
-        invite_id: Id16,
-        role: Role,
-        expires_ms: u64,
-        max_uses: Option<u32>,
-    },
-    MeshList,
-    /// Remove a member: disconnect its sessions; it cannot reconnect or rejoin.
-    MemberRemove {
-        mesh: String,
-        name: String,
-    },
-    /// Broker facts the CLI needs (public URL for invite links).
-    Info,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AdminReply {
-    pub ok: bool,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub data: serde_json::Value,
-}
 
 fn ok(data: serde_json::Value) -> AdminReply {
     AdminReply {
@@ -152,42 +114,5 @@ pub async fn serve(
                 }
             }
         });
-    }
-}
-
-use tokio::io::AsyncReadExt as _;
-
-/// Errors talking to the admin socket (the operator's CLI side).
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("cannot reach the broker's admin socket at {0} ({1}); is `claudemesh serve` running with this --data-dir?")]
-    Connect(String, std::io::Error),
-    #[error("admin socket I/O failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("malformed admin reply: {0}")]
-    Reply(#[from] serde_json::Error),
-    #[error("{0}")]
-    Refused(String),
-}
-
-/// Send one request to a running broker's admin socket.
-pub async fn call(data_dir: &Path, req: &AdminRequest) -> Result<serde_json::Value, AdminError> {
-    let path = data_dir.join(SOCKET_NAME);
-    let stream = tokio::net::UnixStream::connect(&path)
-        .await
-        .map_err(|e| AdminError::Connect(path.display().to_string(), e))?;
-    let (r, mut w) = stream.into_split();
-    let mut line = serde_json::to_vec(req)?;
-    line.push(b'\n');
-    w.write_all(&line).await?;
-    let mut lines = BufReader::new(r).lines();
-    let reply = lines.next_line().await?.unwrap_or_default();
-    let reply: AdminReply = serde_json::from_str(&reply)?;
-    if reply.ok {
-        Ok(reply.data)
-    } else {
-        Err(AdminError::Refused(
-            reply.error.unwrap_or_else(|| "refused".into()),
-        ))
     }
 }

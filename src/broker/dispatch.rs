@@ -1,7 +1,9 @@
 //! The one dispatch point: a decoded request goes to its capability's handler together with
 //! the [`Responder`] that answers it. One line per capability; a handler never returns a
-//! reply, it consumes its responder (now, or later from a commit callback).
+//! reply, it consumes its responder (now, or later from a commit callback). A capability's
+//! handler gets a [`Ctx`], the core's narrow face; messaging is the core's own delivery.
 
+use super::ctx::Ctx;
 use super::hub::{Hub, Session};
 use super::outbox::Responder;
 use crate::proto::{conn, Request};
@@ -11,7 +13,7 @@ pub fn dispatch(hub: &Arc<Hub>, s: &Session, req: Request, r: Responder) {
     match req {
         Request::Conn(q) => handle_conn(q, r),
         Request::Msg(q) => hub.msg(s, q, r),
-        Request::Peers(q) => crate::cap::peers::broker::handle(hub, s, q, r),
+        Request::Peers(q) => crate::cap::peers::broker::handle(Ctx::new(hub, s), q, r),
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod conn;
+pub mod ctx;
 pub mod dispatch;
 pub mod gate;
 pub mod http;
@@ -139,7 +140,7 @@ pub struct Server;
 
 impl Server {
     pub async fn start(mut cfg: Config) -> Result<ServerHandle, ServeError> {
-        let (store, loaded) = Store::open(&cfg.data_dir)?;
+        let (store, loaded) = Store::open_with(&cfg.data_dir, crate::cap::TABLES)?;
         let listener = bind(cfg.listen).map_err(|e| ServeError::Bind(cfg.listen, e))?;
         let addr = listener
             .local_addr()

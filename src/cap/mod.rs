@@ -9,6 +9,10 @@
 
 pub mod peers;
 
+/// Tables of capabilities, created when the broker opens its store (each capability that
+/// stores anything of its own adds its `tables::create` here; `peers` uses the core's).
+pub const TABLES: &[crate::store::CreateTables] = &[];
+
 /// Tool groups a session can narrow its MCP tools to (`claudemesh mcp --tools`,
 /// `CLAUDEMESH_TOOLS`): each capability's name as in `hello_ack.caps`, without version.
 pub const TOOL_GROUPS: &[&str] = &["msg", "peers"];

@@ -6,9 +6,10 @@
 //! acknowledged without being shown again. A hook never blocks the session: when the
 //! broker is unreachable it prints nothing and exits 0.
 
+use super::{session, transcript};
 use crate::client::config::Home;
+use crate::client::format;
 use crate::client::{Client, ClientOptions, InboxMessage};
-use crate::mcp::{format, session, transcript};
 use crate::proto::{Priority, Status};
 use serde::Deserialize;
 use std::time::Duration;

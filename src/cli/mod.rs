@@ -1,17 +1,21 @@
 //! The command line: argh definitions and one function per command. This is the only layer
 //! that uses `anyhow`; errors print as one line and exit non-zero.
 
-use crate::broker::admin::{self, AdminRequest};
 use crate::broker::{self, Config, Server};
+use crate::client::admin;
 use crate::client::config::Home;
 use crate::client::enroll;
 use crate::client::{Client, ClientOptions, Dest, Inbound, InboxMessage};
+use crate::proto::admin::AdminRequest;
 use crate::proto::{Id16, Priority, Role};
 use crate::util::{now_ms, parse_duration, rfc3339};
 use anyhow::{anyhow, bail, Context, Result};
 use argh::FromArgs;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub(crate) mod connect;
+pub(crate) use connect::connect;
 
 /// claudemesh: many Claude Code sessions working as one team.
 #[derive(FromArgs)]
@@ -28,6 +32,7 @@ pub enum Cmd {
     Invite(InviteCmd),
     Join(JoinCmd),
     Whoami(WhoamiCmd),
+    Tools(ToolsCmd),
     Peers(crate::cap::peers::cli::PeersCmd),
     Send(SendCmd),
     Inbox(InboxCmd),
@@ -280,6 +285,22 @@ pub struct WhoamiCmd {
     pub json: bool,
 }
 
+/// show or choose the MCP tool groups sessions offer for a mesh: GROUPS like msg,peers, or
+/// all (each tool's schema costs every session context; `--tools` on mcp/launch overrides)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "tools")]
+pub struct ToolsCmd {
+    /// tool groups to offer, or `all`; omitted: show the current choice
+    #[argh(positional)]
+    pub groups: Option<String>,
+    /// mesh name (when joined to several)
+    #[argh(option)]
+    pub mesh: Option<String>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
 /// send a message: TARGET is a name, a peer key, @group, * or a comma-separated list
 #[derive(FromArgs)]
 #[argh(subcommand, name = "send")]
@@ -424,6 +445,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Invite(c) => invite_cmd(&home, c).await,
         Cmd::Join(c) => join(&home, c).await,
         Cmd::Whoami(c) => whoami(&home, c),
+        Cmd::Tools(c) => tools(&home, c),
         Cmd::Peers(c) => crate::cap::peers::cli::peers(&home, c).await,
         Cmd::Send(c) => send(&home, c).await,
         Cmd::Inbox(c) => inbox(&home, c).await,
@@ -755,13 +777,13 @@ async fn launch(home: &Home, c: LaunchCmd) -> Result<()> {
         home.select(Some(m))?;
     }
     if let Some(r) = &c.resume {
-        if !crate::mcp::session::valid_session_id(r) {
+        if !crate::claude::session::valid_session_id(r) {
             bail!("invalid session id '{r}'");
         }
     }
     let session_id = match (&c.resume, c.r#continue) {
         (Some(id), _) => id.clone(),
-        (None, true) => crate::mcp::session::newest_transcript(
+        (None, true) => crate::claude::session::newest_transcript(
             &std::env::var_os("CLAUDE_CONFIG_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| {
@@ -769,8 +791,8 @@ async fn launch(home: &Home, c: LaunchCmd) -> Result<()> {
                 }),
             &std::env::current_dir().unwrap_or_default(),
         )
-        .unwrap_or_else(crate::mcp::session::generate),
-        (None, false) => crate::mcp::session::generate(),
+        .unwrap_or_else(crate::claude::session::generate),
+        (None, false) => crate::claude::session::generate(),
     };
     let exe = std::env::current_exe().context("cannot find this binary's path")?;
     let plan = launch::LaunchPlan {
@@ -814,7 +836,7 @@ async fn mcp(home: &Home, c: McpCmd) -> Result<()> {
             bail!("invalid name '{n}': use 1-64 of A-Z a-z 0-9 . _ -");
         }
     }
-    // Who this session is depends on the client, known at `initialize` (mcp::session).
+    // Who this session is depends on the client, known at `initialize` (claude::session).
     let groups = crate::claude::launch::parse_groups(
         &std::env::var("CLAUDEMESH_GROUPS").unwrap_or_default(),
     );
@@ -880,6 +902,49 @@ async fn join(home: &Home, c: JoinCmd) -> Result<()> {
     Ok(())
 }
 
+fn tools(home: &Home, c: ToolsCmd) -> Result<()> {
+    let mut cfg = home.load()?;
+    let show = |m: &crate::client::config::MeshConfig| match &m.tools {
+        Some(t) => t.join(","),
+        None => "all".to_string(),
+    };
+    let Some(groups) = c.groups else {
+        let rows: Vec<_> = cfg
+            .meshes
+            .iter()
+            .filter(|m| c.mesh.as_deref().is_none_or(|x| x == m.mesh_name))
+            .map(|m| serde_json::json!({"mesh": m.mesh_name, "tools": m.tools}))
+            .collect();
+        if c.json {
+            println!("{}", serde_json::Value::Array(rows));
+        } else {
+            for m in &cfg.meshes {
+                println!("{}: {}", m.mesh_name, show(m));
+            }
+            println!("groups: {}", crate::cap::TOOL_GROUPS.join(", "));
+        }
+        return Ok(());
+    };
+    let chosen = match groups.trim() {
+        "all" => None,
+        g => Some(crate::mcp::parse_tool_groups(g).map_err(|e| anyhow!(e))?),
+    };
+    let id = home.select(c.mesh.as_deref())?.mesh_id;
+    let Some(m) = cfg.meshes.iter_mut().find(|m| m.mesh_id == id) else {
+        bail!("the mesh left the config while it was being changed; try again");
+    };
+    m.tools = chosen;
+    let (name, now) = (m.mesh_name.clone(), show(m));
+    let tools = m.tools.clone();
+    home.save(&cfg)?;
+    if c.json {
+        println!("{}", serde_json::json!({"mesh": name, "tools": tools}));
+    } else {
+        println!("mesh '{name}': tool groups {now} (new sessions pick this up)");
+    }
+    Ok(())
+}
+
 fn whoami(home: &Home, c: WhoamiCmd) -> Result<()> {
     let cfg = home.load()?;
     let rows: Vec<serde_json::Value> = cfg
@@ -915,17 +980,6 @@ fn whoami(home: &Home, c: WhoamiCmd) -> Result<()> {
 }
 
 /// Connect as the member's default peer (its CLI identity).
-pub(crate) async fn connect(home: &Home, mesh: Option<&str>, push: bool) -> Result<Client> {
-    let mc = home.select(mesh)?;
-    let mut opts = ClientOptions::for_session(home, &mc, "cli", &mc.name);
-    opts.push = push;
-    opts.request_timeout = Duration::from_secs(15);
-    let c = Client::connect(opts, Duration::from_secs(10))
-        .await
-        .with_context(|| format!("mesh '{}'", mc.mesh_name))?;
-    Ok(c)
-}
-
 async fn send(home: &Home, c: SendCmd) -> Result<()> {
     let dests = Dest::parse_list(&c.target);
     if dests.is_empty() {

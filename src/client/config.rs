@@ -32,6 +32,9 @@ pub struct MeshConfig {
     pub member_xsecret: Key,
     pub mesh_key: Key,
     pub joined_ms: u64,
+    /// MCP tool groups sessions offer for this mesh (`claudemesh tools`); `None`: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
 }
 
 impl MeshConfig {
@@ -310,6 +313,7 @@ mod tests {
             member_xsecret: Key([3; 32]),
             mesh_key: Key([4; 32]),
             joined_ms: 5,
+            tools: Some(vec!["msg".into()]),
         });
         home.save(&c).unwrap();
         let mode = std::fs::metadata(home.config_path())

@@ -2,10 +2,11 @@
 //! an invite (member, anywhere). Key material is made here, locally; only public keys and
 //! the invite's signed part ever reach the broker.
 
+use super::admin::{self, AdminError};
 use super::config::{ConfigError, Home, MeshConfig, OwnedMesh};
 use super::http::{self, HttpError as HttpClientError};
-use crate::broker::admin::{self, AdminError, AdminRequest};
 use crate::crypto::{hello, invite, Identity};
+use crate::proto::admin::AdminRequest;
 use crate::proto::{HttpError, Id16, JoinReply, JoinRequest, Key, Role};
 use crate::util::{now_ms, valid_name};
 use std::path::Path;
@@ -170,6 +171,7 @@ pub async fn join(
             .as_ref()
             .map(|m| m.joined_ms)
             .unwrap_or_else(now_ms),
+        tools: existing.as_ref().and_then(|m| m.tools.clone()),
     };
     let peer = mc.peer("cli");
     let ts = now_ms();

@@ -6,8 +6,10 @@
 //! [`Client::pull`] — even when the broker redelivers it after a reconnect. The application
 //! calls [`Client::ack`] once it has processed it; only then does the broker drop it.
 
+pub mod admin;
 pub mod config;
 pub mod enroll;
+pub mod format;
 pub mod http;
 mod seen;
 pub mod tls;

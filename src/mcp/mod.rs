@@ -11,10 +11,10 @@
 //! unread at the broker, so nothing acknowledged was never shown. Peer text is framed as
 //! untrusted, attributed data.
 
-pub mod format;
 pub mod schema;
-pub mod session;
-pub mod transcript;
+
+use crate::claude::{session, transcript};
+use crate::client::format;
 
 use crate::client::config::Home;
 use crate::client::{Client, ClientOptions, ConnState, Dest, Inbound, InboxMessage};
@@ -784,7 +784,8 @@ pub struct Options {
     /// Groups to join once connected: (group, role).
     pub groups: Vec<(String, String)>,
     /// Tool groups to offer (`--tools`, `CLAUDEMESH_TOOLS`; names in `cap::TOOL_GROUPS`);
-    /// `None` offers every group the broker has.
+    /// `None`: the groups the joined meshes' configs allow (`claudemesh tools`), all by
+    /// default.
     pub tools: Option<Vec<String>>,
 }
 
@@ -808,6 +809,20 @@ fn is_offered(tool: &str, group: Option<&str>, caps: Option<&[String]>) -> bool 
         }
         _ => true,
     }
+}
+
+/// The tool groups the meshes' configs allow: their union, or `None` (all) when any mesh
+/// sets none. One server serves every joined mesh, so a group one mesh wants stays listed.
+fn configured_groups(meshes: &[crate::client::config::MeshConfig]) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for m in meshes {
+        for g in m.tools.as_ref()? {
+            if !out.contains(g) {
+                out.push(g.clone());
+            }
+        }
+    }
+    (!meshes.is_empty()).then_some(out)
 }
 
 /// Parse a `--tools` list ("msg,peers"; "messaging" is taken for "msg").
@@ -857,8 +872,11 @@ fn connect(home: &Home, opts: &Options, session_id: &str) -> Vec<Link> {
 }
 
 /// Build the server. The config is checked now; connections start at `initialize`.
-pub fn build(home: &Home, opts: Options) -> Result<MeshServer, McpError> {
-    home.load()?;
+pub fn build(home: &Home, mut opts: Options) -> Result<MeshServer, McpError> {
+    let cfg = home.load()?;
+    if opts.tools.is_none() {
+        opts.tools = configured_groups(&cfg.meshes);
+    }
     let inner = Arc::new(Inner {
         home: home.clone(),
         opts,
@@ -931,5 +949,33 @@ mod tests {
         );
         let e = parse_tool_groups("msg,kv").unwrap_err();
         assert!(e.contains("'kv'") && e.contains("msg, peers"), "{e}");
+    }
+
+    #[test]
+    fn per_mesh_tool_groups_union_and_a_mesh_without_a_choice_offers_all() {
+        let mesh = |tools: Option<&[&str]>| crate::client::config::MeshConfig {
+            mesh_id: crate::proto::Key([1; 32]),
+            mesh_name: "m".into(),
+            broker: "http://x".into(),
+            name: "a".into(),
+            role: crate::proto::Role::Member,
+            member_secret: crate::proto::Key([2; 32]),
+            member_xsecret: crate::proto::Key([3; 32]),
+            mesh_key: crate::proto::Key([4; 32]),
+            joined_ms: 0,
+            tools: tools.map(|t| t.iter().map(|s| s.to_string()).collect()),
+        };
+        let msg = mesh(Some(&["msg"]));
+        let peers = mesh(Some(&["peers", "msg"]));
+        assert_eq!(
+            configured_groups(std::slice::from_ref(&msg)).unwrap(),
+            ["msg"]
+        );
+        assert_eq!(
+            configured_groups(&[msg.clone(), peers]).unwrap(),
+            ["msg", "peers"]
+        );
+        assert_eq!(configured_groups(&[msg, mesh(None)]), None);
+        assert_eq!(configured_groups(&[]), None);
     }
 }

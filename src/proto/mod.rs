@@ -9,6 +9,7 @@
 //! frames) or [`SUBPROTOCOL_BINARY`] (postcard, binary frames). Documented with examples in
 //! docs/PROTOCOL.md; `tests/it/wire.rs` pins the postcard bytes of each frame.
 
+pub mod admin;
 mod bytes;
 pub mod codec;
 pub mod conn;

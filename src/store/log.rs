@@ -17,7 +17,8 @@
 //! seq of the subject's newest record), `log_streams` (stream key → first/last seq, count,
 //! bytes, retention).
 
-use super::{dec as decode, enc, CapOp, Store, StoreError};
+use super::table::{Table, Writer};
+use super::{CapOp, Store, StoreError};
 use crate::proto::Key;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -25,16 +26,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
-const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log_records");
-const LAST: TableDefinition<&[u8], u64> = TableDefinition::new("log_last");
-const STREAMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log_streams");
-
-pub(super) fn create_tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
-    tx.open_table(RECORDS)?;
-    tx.open_table(LAST)?;
-    tx.open_table(STREAMS)?;
-    Ok(())
-}
+// The log's tables (created with the core's in `store::schema`).
+pub(super) const RECORDS: Table<&[u8], Record> = Table::new("log_records");
+pub(super) const LAST: TableDefinition<&[u8], u64> = TableDefinition::new("log_last");
+pub(super) const STREAMS: Table<&[u8], StreamInfo> = Table::new("log_streams");
 
 /// Which log: a mesh and a stream name chosen by the capability (e.g. `kv:config`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -92,7 +87,7 @@ pub struct Entry {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Record {
+pub(super) struct Record {
     subject: String,
     at_ms: u64,
     data: Vec<u8>,
@@ -261,12 +256,10 @@ impl Logs {
 /// A log's bookkeeping as of the last commit.
 pub fn info(store: &Store, id: &LogId) -> Result<StreamInfo, StoreError> {
     store.read(|tx| {
-        let t = tx.open_table(STREAMS)?;
-        let row = t.get(id.prefix().as_slice())?;
-        match row {
-            Some(v) => decode("log_streams", v.value()),
-            None => Ok(StreamInfo::default()),
-        }
+        Ok(STREAMS
+            .read(tx)?
+            .get(id.prefix().as_slice())?
+            .unwrap_or_default())
     })
 }
 
@@ -280,7 +273,7 @@ pub fn read_from(
     max_bytes: usize,
 ) -> Result<Vec<Entry>, StoreError> {
     store.read(|tx| {
-        let t = tx.open_table(RECORDS)?;
+        let t = RECORDS.read(tx)?;
         let lo = id.record_key(from);
         let hi = id.record_key(u64::MAX);
         let mut out = Vec::new();
@@ -289,11 +282,10 @@ pub fn read_from(
             if out.len() >= limit || (bytes >= max_bytes && !out.is_empty()) {
                 break;
             }
-            let (k, v) = row?;
+            let (k, r) = row?;
             let k = k.value();
             let mut seq = [0u8; 8];
             seq.copy_from_slice(&k[k.len() - 8..]);
-            let r: Record = decode("log_records", v.value())?;
             bytes += r.data.len() + r.subject.len();
             out.push(r.entry(u64::from_be_bytes(seq)));
         }
@@ -311,10 +303,8 @@ pub fn latest(store: &Store, id: &LogId, subject: &str) -> Result<Option<Entry>,
         else {
             return Ok(None);
         };
-        let t = tx.open_table(RECORDS)?;
-        let row = t.get(id.record_key(seq).as_slice())?;
-        row.map(|v| decode::<Record>("log_records", v.value()).map(|r| r.entry(seq)))
-            .transpose()
+        let r = RECORDS.read(tx)?.get(id.record_key(seq).as_slice())?;
+        Ok(r.map(|r| r.entry(seq)))
     })
 }
 
@@ -330,26 +320,23 @@ struct Append {
 
 /// The three log tables, open in one write transaction.
 struct Tables<'t> {
-    streams: redb::Table<'t, &'static [u8], &'static [u8]>,
-    records: redb::Table<'t, &'static [u8], &'static [u8]>,
+    streams: Writer<'t, &'static [u8], StreamInfo>,
+    records: Writer<'t, &'static [u8], Record>,
     last: redb::Table<'t, &'static [u8], u64>,
 }
 
 impl<'t> Tables<'t> {
     fn open(tx: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
         Ok(Tables {
-            streams: tx.open_table(STREAMS)?,
-            records: tx.open_table(RECORDS)?,
+            streams: STREAMS.write(tx)?,
+            records: RECORDS.write(tx)?,
             last: tx.open_table(LAST)?,
         })
     }
 
     /// The log's bookkeeping row, if it has one.
     fn info(&self, key: &[u8]) -> Result<Option<StreamInfo>, StoreError> {
-        self.streams
-            .get(key)?
-            .map(|v| decode("log_streams", v.value()))
-            .transpose()
+        self.streams.get(key)
     }
 }
 
@@ -363,9 +350,8 @@ impl CapOp for Append {
             at_ms: self.at_ms,
             data: self.data.clone(),
         };
-        let bytes = enc(&rec);
         t.records
-            .insert(self.id.record_key(self.seq).as_slice(), bytes.as_slice())?;
+            .insert(self.id.record_key(self.seq).as_slice(), &rec)?;
         let sk = self.id.subject_key(&self.subject);
         let newer = t
             .last
@@ -382,8 +368,7 @@ impl CapOp for Append {
         info.bytes += size(&self.subject, &self.data);
         info.retention = self.retention;
         trim(&self.id, &mut info, &mut t, None)?;
-        let row = enc(&info);
-        t.streams.insert(key.as_slice(), row.as_slice())?;
+        t.streams.insert(key.as_slice(), &info)?;
         Ok(())
     }
 }
@@ -402,7 +387,7 @@ impl CapOp for Expire {
             return Ok(());
         };
         trim(&self.id, &mut info, &mut t, Some(self.now_ms))?;
-        t.streams.insert(key.as_slice(), enc(&info).as_slice())?;
+        t.streams.insert(key.as_slice(), &info)?;
         Ok(())
     }
 }
@@ -421,11 +406,7 @@ fn trim(
         let over_count = r.max_count.is_some_and(|m| info.count > m.max(1));
         let over_bytes = r.max_bytes.is_some_and(|m| info.bytes > m);
         let key = id.record_key(info.first);
-        let Some(rec) = records
-            .get(key.as_slice())?
-            .map(|v| decode::<Record>("log_records", v.value()))
-            .transpose()?
-        else {
+        let Some(rec) = records.get(key.as_slice())? else {
             // A gap left by a failed write: move on to the next sequence.
             info.first += 1;
             continue;

@@ -13,38 +13,19 @@
 pub mod log;
 mod records;
 pub mod schema;
+pub mod table;
 
 pub use records::*;
 
 use crate::proto::Key;
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Current on-disk schema. Bump with a migration in [`migrate`].
-pub const SCHEMA_VERSION: u64 = 2;
-
-// ---- every table, in one place ----
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// mesh id (32) → MeshRecord
-const MESHES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meshes");
-/// invite id (16) → InviteRecord
-const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
-/// mesh id (32) ‖ member key (32) → MemberRecord
-const MEMBERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("members");
-/// peer key (32) → PeerRecord
-const PEERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("peers");
-/// message seq → StoredMessage (sealed payload, routing metadata, recipients)
-const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
-/// message seq (8, big-endian) ‖ recipient peer key (32) → () : acks of messages with several
-/// recipients (a single-recipient message is simply deleted when acked)
-const ACKED: TableDefinition<&[u8], ()> = TableDefinition::new("acked");
-/// send seq → MsgIdRecord : send dedupe, kept for the retention period
-const SENT: TableDefinition<u64, &[u8]> = TableDefinition::new("sent");
-
-// Every key that is written per message grows with a sequence number, so a commit's inserts
-// and the deletes of recently delivered messages all land on the same few B-tree pages.
+use schema::*;
+pub use schema::{CreateTables, SCHEMA_VERSION};
+pub use table::Table;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -184,14 +165,6 @@ enum Msg {
     Close(std::sync::mpsc::Sender<()>),
 }
 
-fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    postcard::to_allocvec(v).unwrap_or_default()
-}
-
-fn dec<T: serde::de::DeserializeOwned>(table: &'static str, b: &[u8]) -> Result<T, StoreError> {
-    postcard::from_bytes(b).map_err(|e| StoreError::Decode(table, e))
-}
-
 fn ack_key(seq: u64, peer: &Key) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..8].copy_from_slice(&seq.to_be_bytes());
@@ -209,10 +182,15 @@ fn member_key(mesh: &Key, member: &Key) -> [u8; 64] {
 impl Store {
     /// Open (or create) `dir/claudemesh.redb`, migrate, load everything, start the writer.
     pub fn open(dir: &Path) -> Result<(Store, Loaded), StoreError> {
+        Store::open_with(dir, &[])
+    }
+
+    /// [`Store::open`], also creating the tables of capabilities (`cap::TABLES`).
+    pub fn open_with(dir: &Path, tables: &[CreateTables]) -> Result<(Store, Loaded), StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.display().to_string(), e))?;
         let path = dir.join("claudemesh.redb");
         let db = Database::create(&path)?;
-        migrate(&db)?;
+        migrate(&db, tables)?;
         let loaded = load(&db)?;
         let db = Arc::new(db);
         let slot = Arc::new(std::sync::RwLock::new(Some(db.clone())));
@@ -317,66 +295,23 @@ impl Store {
     }
 }
 
-fn migrate(db: &Database) -> Result<(), StoreError> {
-    let tx = db.begin_write()?;
-    {
-        let mut meta = tx.open_table(META)?;
-        let v = meta.get("schema_version")?.map(|g| g.value());
-        match v {
-            Some(v) if v > SCHEMA_VERSION => return Err(StoreError::SchemaTooNew(v)),
-            Some(v) if v == SCHEMA_VERSION => {}
-            Some(v) => {
-                if v < 2 {
-                    // Schema 2 added a profile and visibility to peers.
-                    let mut peers = tx.open_table(PEERS)?;
-                    let mut rows = Vec::new();
-                    for row in peers.iter()? {
-                        let (k, v) = row?;
-                        let old: PeerRecordV1 = dec("peers", v.value())?;
-                        rows.push((k.value().to_vec(), PeerRecord::from(old)));
-                    }
-                    for (k, rec) in rows {
-                        peers.insert(k.as_slice(), enc(&rec).as_slice())?;
-                    }
-                }
-                meta.insert("schema_version", SCHEMA_VERSION)?;
-                tracing::info!(from = v, to = SCHEMA_VERSION, "store schema migrated");
-            }
-            None => {
-                meta.insert("schema_version", SCHEMA_VERSION)?;
-            }
-        }
-        // Create every table so readers never see "table does not exist".
-        tx.open_table(MESHES)?;
-        tx.open_table(INVITES)?;
-        tx.open_table(MEMBERS)?;
-        tx.open_table(PEERS)?;
-        tx.open_table(MESSAGES)?;
-        tx.open_table(ACKED)?;
-        tx.open_table(SENT)?;
-        schema::create_all(&tx)?;
-    }
-    tx.commit()?;
-    Ok(())
-}
-
 fn load(db: &Database) -> Result<Loaded, StoreError> {
     let tx = db.begin_read()?;
     let mut l = Loaded::default();
-    for row in tx.open_table(MESHES)?.iter()? {
-        l.meshes.push(dec("meshes", row?.1.value())?);
+    for row in MESHES.read(&tx)?.iter()? {
+        l.meshes.push(row?.1);
     }
-    for row in tx.open_table(INVITES)?.iter()? {
-        l.invites.push(dec("invites", row?.1.value())?);
+    for row in INVITES.read(&tx)?.iter()? {
+        l.invites.push(row?.1);
     }
-    for row in tx.open_table(MEMBERS)?.iter()? {
-        l.members.push(dec("members", row?.1.value())?);
+    for row in MEMBERS.read(&tx)?.iter()? {
+        l.members.push(row?.1);
     }
-    for row in tx.open_table(PEERS)?.iter()? {
-        l.peers.push(dec("peers", row?.1.value())?);
+    for row in PEERS.read(&tx)?.iter()? {
+        l.peers.push(row?.1);
     }
-    for row in tx.open_table(MESSAGES)?.iter()? {
-        l.messages.push(dec("messages", row?.1.value())?);
+    for row in MESSAGES.read(&tx)?.iter()? {
+        l.messages.push(row?.1);
     }
     for row in tx.open_table(ACKED)?.iter()? {
         let k = row?.0;
@@ -389,9 +324,9 @@ fn load(db: &Database) -> Result<Loaded, StoreError> {
             l.acked.push((u64::from_be_bytes(seq), Key(pk)));
         }
     }
-    for row in tx.open_table(SENT)?.iter()? {
+    for row in SENT.read(&tx)?.iter()? {
         let (k, v) = row?;
-        l.sent.push((k.value(), dec("sent", v.value())?));
+        l.sent.push((k.value(), v));
     }
     Ok(l)
 }
@@ -399,26 +334,26 @@ fn load(db: &Database) -> Result<Loaded, StoreError> {
 /// Every table, opened once per write transaction.
 struct Tables<'t> {
     tx: &'t redb::WriteTransaction,
-    meshes: redb::Table<'t, &'static [u8], &'static [u8]>,
-    invites: redb::Table<'t, &'static [u8], &'static [u8]>,
-    members: redb::Table<'t, &'static [u8], &'static [u8]>,
-    peers: redb::Table<'t, &'static [u8], &'static [u8]>,
-    messages: redb::Table<'t, u64, &'static [u8]>,
+    meshes: table::Writer<'t, &'static [u8], MeshRecord>,
+    invites: table::Writer<'t, &'static [u8], InviteRecord>,
+    members: table::Writer<'t, &'static [u8], MemberRecord>,
+    peers: table::Writer<'t, &'static [u8], PeerRecord>,
+    messages: table::Writer<'t, u64, StoredMessage>,
     acked: redb::Table<'t, &'static [u8], ()>,
-    sent: redb::Table<'t, u64, &'static [u8]>,
+    sent: table::Writer<'t, u64, MsgIdRecord>,
 }
 
 impl<'t> Tables<'t> {
     fn open(tx: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
         Ok(Tables {
             tx,
-            meshes: tx.open_table(MESHES)?,
-            invites: tx.open_table(INVITES)?,
-            members: tx.open_table(MEMBERS)?,
-            peers: tx.open_table(PEERS)?,
-            messages: tx.open_table(MESSAGES)?,
+            meshes: MESHES.write(tx)?,
+            invites: INVITES.write(tx)?,
+            members: MEMBERS.write(tx)?,
+            peers: PEERS.write(tx)?,
+            messages: MESSAGES.write(tx)?,
             acked: tx.open_table(ACKED)?,
-            sent: tx.open_table(SENT)?,
+            sent: SENT.write(tx)?,
         })
     }
 
@@ -446,22 +381,22 @@ impl<'t> Tables<'t> {
             }
             Op::Cap(c) => c.apply(self.tx)?,
             Op::PutMesh(m) => {
-                self.meshes.insert(&m.mesh_id.0[..], &enc(m)[..])?;
+                self.meshes.insert(&m.mesh_id.0[..], m)?;
             }
             Op::PutInvite(i) => {
-                self.invites.insert(&i.invite_id.0[..], &enc(i)[..])?;
+                self.invites.insert(&i.invite_id.0[..], i)?;
             }
             Op::PutMember(m) => {
                 self.members
-                    .insert(&member_key(&m.mesh_id, &m.member_pk)[..], &enc(m)[..])?;
+                    .insert(&member_key(&m.mesh_id, &m.member_pk)[..], m)?;
             }
             Op::PutPeer(p) => {
-                self.peers.insert(&p.peer_pk.0[..], &enc(p)[..])?;
+                self.peers.insert(&p.peer_pk.0[..], p)?;
             }
             Op::InsertMessages { sent_seq, id, msgs } => {
-                self.sent.insert(*sent_seq, &enc(id)[..])?;
+                self.sent.insert(*sent_seq, id)?;
                 for msg in msgs {
-                    self.messages.insert(msg.seq, &enc(&**msg)[..])?;
+                    self.messages.insert(msg.seq, &**msg)?;
                 }
                 stats
                     .messages
@@ -802,9 +737,10 @@ mod tests {
                 .unwrap()
                 .insert("schema_version", 1u64)
                 .unwrap();
-            tx.open_table(PEERS)
+            Table::<&[u8], PeerRecordV1>::new("peers")
+                .write(&tx)
                 .unwrap()
-                .insert(old.peer_pk.0.as_slice(), enc(&old).as_slice())
+                .insert(old.peer_pk.0.as_slice(), &old)
                 .unwrap();
             tx.commit().unwrap();
         }

@@ -3,9 +3,10 @@
 
 use crate::common;
 
-use claudemesh::broker::admin::{self, AdminRequest};
+use claudemesh::client::admin;
 use claudemesh::client::{enroll, Client, ConnState, Dest, Home};
 use claudemesh::crypto::hello::{make_hello, HelloParams};
+use claudemesh::proto::admin::AdminRequest;
 use claudemesh::proto::{ClientFrame, ErrorCode, Priority, Role, Status};
 use claudemesh::util::now_ms;
 use common::*;

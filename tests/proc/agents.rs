@@ -447,7 +447,7 @@ async fn a_codex_session_in_a_directory_with_a_claude_code_transcript_keeps_its_
     let project = u
         .home()
         .join(".claude/projects")
-        .join(claudemesh::mcp::session::project_dir_name(&work));
+        .join(claudemesh::claude::session::project_dir_name(&work));
     std::fs::create_dir_all(&project).unwrap();
     std::fs::write(project.join(format!("{claude_session}.jsonl")), "{}\n").unwrap();
     let mut hook = u.cmd(Path::new(BIN));

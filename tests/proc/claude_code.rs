@@ -362,7 +362,7 @@ async fn claude_launch_resume_keeps_the_peer_identity_and_queued_messages() {
         .unwrap()
         .to_string();
     // The session's peer name is derived from the session id: `bob-<first 6>`.
-    let name = claudemesh::mcp::session::peer_name("bob", &sid);
+    let name = claudemesh::claude::session::peer_name("bob", &sid);
     assert!(
         who1.contains(&name),
         "whoami names the session peer {name}: {who1}"

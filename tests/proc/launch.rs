@@ -81,7 +81,7 @@ async fn launch_runs_claude_with_session_server_channel_and_env_and_passes_the_e
         .position(|a| a == "--session-id")
         .expect("--session-id")
         + 1];
-    assert!(claudemesh::mcp::session::valid_session_id(sid));
+    assert!(claudemesh::claude::session::valid_session_id(sid));
     let cfg = &args[args.iter().position(|a| a == "--mcp-config").unwrap() + 1];
     let v: serde_json::Value = serde_json::from_str(cfg).unwrap();
     assert_eq!(v["mcpServers"]["claudemesh"]["args"][0], "mcp");

@@ -891,3 +891,48 @@ async fn tools_narrowed_to_a_group_list_only_that_group_and_whoami() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn tool_groups_chosen_per_mesh_with_the_tools_verb_narrow_new_sessions() {
+    let _machine = crate::shared();
+    let mesh = Mesh::start().await;
+    let bob = mesh.member("bob").await;
+    let cli = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .env("CLAUDEMESH_HOME", &bob.home.dir)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["tools", "msg", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tools"], json!(["msg"]), "{v}");
+    let mut m = Mcp::start_as(&bob, "inbox", PLAIN).await;
+    m.connected().await;
+    let tools = m.call("tools/list", json!({})).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"send_message"), "{names:?}");
+    assert!(!names.contains(&"list_peers"), "{names:?}");
+    drop(m);
+    // `all` takes the choice back; a bad group is refused and changes nothing.
+    let bad = cli(&["tools", "msg,telepathy"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown tool group 'telepathy'"));
+    assert!(cli(&["tools", "all"]).status.success());
+    let shown = String::from_utf8_lossy(&cli(&["tools"]).stdout).to_string();
+    assert!(shown.contains(": all"), "{shown}");
+    let mut m = Mcp::start_as(&bob, "inbox", PLAIN).await;
+    m.connected().await;
+    let tools = m.call("tools/list", json!({})).await;
+    assert!(tools.to_string().contains("\"list_peers\""), "{tools}");
+}

@@ -141,7 +141,7 @@ async fn status_shows_unread_messages_per_claude_code_session() {
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     // A session of bob's ran here (the MCP server records it) and ended.
     let sid = "0b0b0b0b-1111-4222-8333-444455556666";
-    let name = claudemesh::mcp::session::peer_name("bob", sid);
+    let name = claudemesh::claude::session::peer_name("bob", sid);
     bob.home
         .record_session(&bob.mc.mesh_id, sid, &name)
         .unwrap();

@@ -24,6 +24,7 @@ use std::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 pub use super::outbox::{refuse, Refusal};
+pub use peers::{Audience, Caller};
 
 impl From<Arc<StoreError>> for Refusal {
     fn from(e: Arc<StoreError>) -> Self {
@@ -335,6 +336,8 @@ pub struct Hub {
     live_conns: AtomicUsize,
     /// Places for connections that have not authenticated yet.
     pub gate: Arc<super::gate::Gate>,
+    /// Each capability's own state (see `broker::ctx`).
+    caps: CapStates,
 }
 
 impl Hub {
@@ -446,6 +449,7 @@ impl Hub {
             admin_lock: tokio::sync::Mutex::new(()),
             closing: tokio::sync::watch::channel(false).0,
             live_conns: AtomicUsize::new(0),
+            caps: Default::default(),
         })
     }
 
@@ -456,6 +460,10 @@ impl Hub {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub(crate) fn cap_states(&self) -> &CapStates {
+        &self.caps
     }
 
     pub fn health(&self) -> Health {
@@ -512,6 +520,48 @@ impl Hub {
             Some(p) => p.bucket.take(rate, burst),
             None => Ok(()),
         }
+    }
+}
+
+/// Push a frame to the push connection of each listed peer that has one, encoded once per
+/// codec (best effort: a full outbound queue drops it).
+fn send_each<'k>(st: &State, to: impl IntoIterator<Item = &'k Key>, ev: &ServerFrame) {
+    let (json, bin) = (OnceLock::new(), OnceLock::new());
+    for pk in to {
+        if let Some(c) = st.peers.get(pk).and_then(|p| p.push_conn.as_ref()) {
+            let msg = match c.codec {
+                Codec::Json => json.get_or_init(|| encode_msg(Codec::Json, ev)).clone(),
+                Codec::Binary => bin.get_or_init(|| encode_msg(Codec::Binary, ev)).clone(),
+            };
+            let _ = c.try_send(msg);
+        }
+    }
+}
+
+/// Every capability's own state, by type (see `broker::ctx`): a slot table, never held
+/// while a capability works.
+#[derive(Default)]
+pub(crate) struct CapStates {
+    slots: Mutex<HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
+}
+
+impl CapStates {
+    pub(crate) fn get(&self, id: std::any::TypeId) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Keep `v` unless another is there already; answers the one kept.
+    pub(crate) fn insert(
+        &self,
+        id: std::any::TypeId,
+        v: Arc<dyn std::any::Any + Send + Sync>,
+    ) -> Arc<dyn std::any::Any + Send + Sync> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(id).or_insert(v).clone()
     }
 }
 

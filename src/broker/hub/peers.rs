@@ -3,16 +3,107 @@
 //! others should see them, lookups by name or key, and where a member's name routes. The
 //! rules of what may change (limits, validation) belong to `cap::peers`.
 
-use super::{refuse, Hub, MeshState, PeerState, Refusal, Responder, Session, State};
+use super::{refuse, send_each, Hub, MeshState, PeerState, Refusal, Responder, Session, State};
 use crate::proto::*;
 use crate::store::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+/// Who is asking: the caller's peer, its member and the member's role, and its groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub mesh: Key,
+    pub peer: Key,
+    pub peer_name: String,
+    pub member: Key,
+    pub member_name: String,
+    pub role: Role,
+    pub groups: Vec<GroupRole>,
+}
+
+impl Caller {
+    /// The caller's role in `group`, if it is in it.
+    pub fn group_role(&self, group: &str) -> Option<&str> {
+        self.groups
+            .iter()
+            .find(|g| g.group == group)
+            .map(|g| g.role.as_str())
+    }
+
+    /// Owner or admin of the mesh.
+    pub fn is_admin(&self) -> bool {
+        matches!(self.role, Role::Owner | Role::Admin)
+    }
+}
+
+/// Who an event goes to.
+#[derive(Debug, Clone)]
+pub enum Audience {
+    /// Every online peer of the caller's mesh except the caller.
+    Mesh,
+    /// Every online peer of the mesh in this group (without `@`), except the caller.
+    Group(String),
+    /// These peers of the caller's mesh (the caller included if listed).
+    Peers(Vec<Key>),
+}
+
 /// Offline peers last seen longer ago than this are left out of peer lists.
 const OFFLINE_LISTED_MS: u64 = 24 * 3600 * 1000;
 
 impl Hub {
+    /// The caller's peer, member and groups as they are now.
+    pub(crate) fn caller(&self, s: &Session) -> Option<Caller> {
+        let st = self.lock();
+        let p = st.peers.get(&s.peer)?;
+        let m = st.meshes.get(&s.mesh)?.members.get(&p.rec.member_pk)?;
+        if m.revoked {
+            return None;
+        }
+        Some(Caller {
+            mesh: s.mesh,
+            peer: s.peer,
+            peer_name: p.rec.name.clone(),
+            member: m.member_pk,
+            member_name: m.name.clone(),
+            role: m.role,
+            groups: p.rec.groups.clone(),
+        })
+    }
+
+    /// Push an event to online peers of the caller's mesh (see [`Audience`]).
+    pub(crate) fn notify(&self, s: &Session, to: &Audience, kind: &str, text: &str) {
+        let st = self.lock();
+        let from = st
+            .peers
+            .get(&s.peer)
+            .map(|p| p.rec.name.clone())
+            .unwrap_or_default();
+        let ev = ServerFrame::Event(Event {
+            kind: kind.into(),
+            peer: from,
+            text: text.into(),
+            at_ms: crate::util::now_ms(),
+        });
+        let Some(mesh) = st.meshes.get(&s.mesh) else {
+            return;
+        };
+        let to: Vec<&Key> = match to {
+            Audience::Mesh => mesh.peers.iter().filter(|pk| **pk != s.peer).collect(),
+            Audience::Group(g) => mesh
+                .peers
+                .iter()
+                .filter(|pk| **pk != s.peer)
+                .filter(|pk| {
+                    st.peers
+                        .get(pk)
+                        .is_some_and(|p| p.rec.groups.iter().any(|x| &x.group == g))
+                })
+                .collect(),
+            Audience::Peers(v) => v.iter().filter(|pk| mesh.peers.contains(pk)).collect(),
+        };
+        send_each(&st, to, &ev);
+    }
+
     /// Stop announcing this peer's comings and goings (it is hiding): no "left" event later.
     pub(crate) fn stop_announcing(&self, s: &Session) {
         if let Some(p) = self.lock().peers.get_mut(&s.peer) {

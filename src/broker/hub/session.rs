@@ -2,8 +2,8 @@
 //! the periodic sweep (grace windows, liveness, retention).
 
 use super::{
-    delivery, encode_msg, refuse, send_on, Hub, NameOwner, PeerState, PresenceNote, Refusal,
-    Session, State,
+    delivery, encode_msg, refuse, send_each, send_on, Hub, NameOwner, PeerState, PresenceNote,
+    Refusal, Session, State,
 };
 use crate::broker::outbox::ConnHandle;
 use crate::crypto::hello as hello_crypto;
@@ -11,7 +11,6 @@ use crate::proto::*;
 use crate::store::*;
 use crate::util::{now_ms, valid_name};
 use std::collections::HashMap;
-use std::sync::OnceLock;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Most distinct sessions (peer keys) one member may register in a mesh.
@@ -477,20 +476,8 @@ fn verb(kind: &str) -> &'static str {
     }
 }
 
-/// Send an event to every online peer of a mesh (except `about`), encoded once per codec.
+/// Send an event to every online peer of a mesh (except `about`).
 fn mesh_event(st: &State, mesh: &Key, about: Option<&Key>, ev: &ServerFrame) {
-    let (json, bin) = (OnceLock::new(), OnceLock::new());
     let Some(m) = st.meshes.get(mesh) else { return };
-    for pk in &m.peers {
-        if Some(pk) == about {
-            continue;
-        }
-        if let Some(c) = st.peers.get(pk).and_then(|p| p.push_conn.as_ref()) {
-            let msg = match c.codec {
-                Codec::Json => json.get_or_init(|| encode_msg(Codec::Json, ev)).clone(),
-                Codec::Binary => bin.get_or_init(|| encode_msg(Codec::Binary, ev)).clone(),
-            };
-            let _ = c.try_send(msg);
-        }
-    }
+    send_each(st, m.peers.iter().filter(|pk| Some(*pk) != about), ev);
 }

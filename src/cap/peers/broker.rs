@@ -1,12 +1,11 @@
 //! The broker side of `peers`: validation and limits of each request, on top of the hub's
 //! peer registry.
 
-use crate::broker::hub::{Hub, Session};
+use crate::broker::ctx::Ctx;
 use crate::broker::outbox::{refuse, Refusal, Responder};
 use crate::proto::peers::{GroupRole, Profile, Request as Q, Response as A};
 use crate::proto::ErrorCode;
 use crate::util::valid_group;
-use std::sync::Arc;
 
 pub const MAX_SUMMARY: usize = 2048;
 pub const MAX_RESOLVE: usize = 256;
@@ -19,10 +18,10 @@ const MAX_CAPABILITIES: usize = 32;
 const MAX_CAPABILITY: usize = 64;
 
 /// Every `peers` request; each answers through `r`, now or after its commit.
-pub fn handle(hub: &Arc<Hub>, s: &Session, q: Q, r: Responder) {
+pub fn handle(ctx: Ctx, q: Q, r: Responder) {
     match q {
         Q::List {} => r.ok(A::List {
-            peers: hub.list_peers(s),
+            peers: ctx.list_peers(),
         }),
         Q::Resolve { names } => {
             if names.len() > MAX_RESOLVE {
@@ -31,9 +30,9 @@ pub fn handle(hub: &Arc<Hub>, s: &Session, q: Q, r: Responder) {
                     format!("resolve takes at most {MAX_RESOLVE} names"),
                 ));
             }
-            r.reply(hub.resolve(s, &names).map(|results| A::Resolve { results }))
+            r.reply(ctx.resolve(&names).map(|results| A::Resolve { results }))
         }
-        Q::SetSummary { summary } => hub.update_peer(s, r, A::SetSummary {}, move |p| {
+        Q::SetSummary { summary } => ctx.update_own_peer(r, A::SetSummary {}, move |p| {
             if summary.len() > MAX_SUMMARY {
                 return refuse(
                     ErrorCode::BadRequest,
@@ -43,21 +42,21 @@ pub fn handle(hub: &Arc<Hub>, s: &Session, q: Q, r: Responder) {
             p.summary = summary;
             Ok(())
         }),
-        Q::SetProfile { profile } => hub.update_peer(s, r, A::SetProfile {}, move |p| {
+        Q::SetProfile { profile } => ctx.update_own_peer(r, A::SetProfile {}, move |p| {
             check_profile(&profile)?;
             p.profile = profile;
             Ok(())
         }),
         Q::SetVisible { visible } => {
             if !visible {
-                hub.stop_announcing(s);
+                ctx.stop_announcing();
             }
-            hub.update_peer(s, r, A::SetVisible {}, move |p| {
+            ctx.update_own_peer(r, A::SetVisible {}, move |p| {
                 p.visible = visible;
                 Ok(())
             })
         }
-        Q::JoinGroup { group, role } => hub.update_peer(s, r, A::JoinGroup {}, move |p| {
+        Q::JoinGroup { group, role } => ctx.update_own_peer(r, A::JoinGroup {}, move |p| {
             let role = check_group(&group, role)?;
             let full = p.groups.len() >= MAX_GROUPS;
             match p.groups.iter_mut().find(|g| g.group == group) {
@@ -72,7 +71,7 @@ pub fn handle(hub: &Arc<Hub>, s: &Session, q: Q, r: Responder) {
             }
             Ok(())
         }),
-        Q::LeaveGroup { group } => hub.update_peer(s, r, A::LeaveGroup {}, move |p| {
+        Q::LeaveGroup { group } => ctx.update_own_peer(r, A::LeaveGroup {}, move |p| {
             p.groups.retain(|g| g.group != group);
             Ok(())
         }),

@@ -1,6 +1,6 @@
 //! The CLI verbs of `peers`: `claudemesh peers` and `claudemesh group join|leave`.
 
-use crate::cli::connect;
+use crate::cli::connect::connect;
 use crate::client::Home;
 use crate::util::rfc3339;
 use anyhow::Result;

@@ -1,7 +1,8 @@
 //! The MCP tools of `peers`: list_peers, set_summary, set_profile, set_visible,
 //! join_group, leave_group (group "peers" of `--tools`).
 
-use crate::mcp::{format, MeshParam, MeshServer};
+use crate::client::format;
+use crate::mcp::{MeshParam, MeshServer};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{tool, tool_router, ErrorData};

@@ -1,0 +1,192 @@
+//! The narrow context through which a capability's broker handler reaches the core: who is
+//! asking (session, member, role, groups), name resolution, events pushed to peers, the
+//! store, a per-mesh data directory, and the capability's own state. A handler gets a
+//! [`Ctx`] and a [`Responder`](super::outbox::Responder), never the hub itself.
+//!
+//! A capability's state is its own: a type implementing [`CapState`], created once per
+//! broker on first use (from the store, which it reads through read transactions) and kept
+//! behind whatever lock the capability chooses, so one capability's work never waits on
+//! another's or on delivery's lock.
+
+pub use super::hub::{Audience, Caller};
+use super::hub::{Hub, Session};
+use super::outbox::{Refusal, Responder};
+use crate::proto::peers::{Resolved, Response as PeersResponse};
+use crate::proto::{ErrorCode, Key, PeerInfo};
+use crate::store::{PeerRecord, Store, StoreError};
+use std::any::{Any, TypeId};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A capability's broker-wide state, created on first use.
+pub trait CapState: Any + Send + Sync + Sized {
+    /// Open the state: read what the capability needs from the store (keep large data in
+    /// the store and read it per request), create caches, start nothing that outlives the
+    /// broker without watching [`Ctx::closing`].
+    fn open(ctx: &Ctx) -> Result<Self, StoreError>;
+}
+
+/// A request's view of the core. Cheap to clone and `'static`, so a handler can move it
+/// into a blocking task or a commit callback.
+#[derive(Clone)]
+pub struct Ctx {
+    hub: Arc<Hub>,
+    s: Session,
+}
+
+impl Ctx {
+    pub(crate) fn new(hub: &Arc<Hub>, s: &Session) -> Ctx {
+        Ctx {
+            hub: hub.clone(),
+            s: *s,
+        }
+    }
+
+    /// The caller's mesh.
+    pub fn mesh(&self) -> Key {
+        self.s.mesh
+    }
+
+    /// The caller's session.
+    pub fn session(&self) -> &Session {
+        &self.s
+    }
+
+    /// The caller as the mesh knows it now (a refusal if its peer or member is gone).
+    pub fn caller(&self) -> Result<Caller, Refusal> {
+        self.hub.caller(&self.s).ok_or_else(|| {
+            Refusal::new(
+                ErrorCode::NotMember,
+                "this session is no longer a member of the mesh",
+            )
+        })
+    }
+
+    /// Resolve names (peer name, member name, or hex key) in the caller's mesh, per name.
+    pub fn resolve(&self, names: &[String]) -> Result<Vec<Resolved>, Refusal> {
+        self.hub.resolve(&self.s, names)
+    }
+
+    /// Push an event (`kind`, e.g. `"task_assigned"`, and a sentence) to online peers.
+    /// Events are best effort: an offline peer does not get it later.
+    pub fn notify(&self, to: &Audience, kind: &str, text: &str) {
+        self.hub.notify(&self.s, to, kind, text);
+    }
+
+    /// The store: [`Store::read`] for read transactions, [`Store::submit`] with a
+    /// [`CapOp`](crate::store::CapOp) for writes that join the group commit, and the logs.
+    pub fn store(&self) -> &Store {
+        self.hub.store()
+    }
+
+    /// A directory of capability `cap` for the caller's mesh
+    /// (`<data dir>/meshes/<mesh id hex>/<cap>/`), created if missing.
+    pub fn data_dir(&self, cap: &str) -> Result<PathBuf, Refusal> {
+        let dir = self
+            .hub
+            .cfg
+            .data_dir
+            .join("meshes")
+            .join(self.s.mesh.hex())
+            .join(cap);
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Refusal::new(
+                ErrorCode::Storage,
+                format!("the broker could not create its data directory for {cap}: {e}"),
+            )
+        })?;
+        Ok(dir)
+    }
+
+    /// This capability's broker-wide state, opened on first use.
+    pub fn state<T: CapState>(&self) -> Result<Arc<T>, Refusal> {
+        let states = self.hub.cap_states();
+        let id = TypeId::of::<T>();
+        if let Some(s) = states.get(id) {
+            return downcast(s);
+        }
+        // Opened outside the lock (it may read the store); a racing opener's copy is dropped.
+        let opened = T::open(self).map_err(|e| Refusal::from(Arc::new(e)))?;
+        downcast(states.insert(id, Arc::new(opened)))
+    }
+
+    /// Changes to true when the broker shuts down.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.hub.closing()
+    }
+
+    // ---- the peer registry: the `peers` capability's data, which delivery shares ----
+
+    /// The mesh's peers as the caller should see them (see `cap::peers`).
+    pub fn list_peers(&self) -> Vec<PeerInfo> {
+        self.hub.list_peers(&self.s)
+    }
+
+    /// Change the caller's own peer record: `f` validates and applies the change in memory,
+    /// the record is written in order, and `r` gets `done` after the commit.
+    pub fn update_own_peer<F>(&self, r: Responder, done: PeersResponse, f: F)
+    where
+        F: FnOnce(&mut PeerRecord) -> Result<(), Refusal>,
+    {
+        self.hub.update_peer(&self.s, r, done, f)
+    }
+
+    /// Stop announcing the caller's comings and goings (it is hiding).
+    pub fn stop_announcing(&self) {
+        self.hub.stop_announcing(&self.s)
+    }
+}
+
+fn downcast<T: Any + Send + Sync>(s: Arc<dyn Any + Send + Sync>) -> Result<Arc<T>, Refusal> {
+    s.downcast::<T>()
+        .map_err(|_| Refusal::new(ErrorCode::Internal, "capability state has the wrong type"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static OPENED: AtomicUsize = AtomicUsize::new(0);
+
+    /// A capability state that counts how often it is opened.
+    struct Counter {
+        hits: std::sync::Mutex<u64>,
+    }
+
+    impl CapState for Counter {
+        fn open(_: &Ctx) -> Result<Self, StoreError> {
+            OPENED.fetch_add(1, Ordering::SeqCst);
+            Ok(Counter {
+                hits: std::sync::Mutex::new(0),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn capability_state_opens_once_and_is_shared_data_dirs_are_per_mesh_and_strangers_are_refused(
+    ) {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = super::super::Config::new("127.0.0.1:0".parse().unwrap(), d.path().into());
+        let (store, loaded) = Store::open(d.path()).unwrap();
+        let hub = Hub::new(Arc::new(cfg), store.clone(), loaded);
+        let s = Session {
+            peer: Key([1; 32]),
+            mesh: Key([2; 32]),
+            conn_id: 1,
+        };
+        let ctx = Ctx::new(&hub, &s);
+        let a = ctx.state::<Counter>().unwrap();
+        *a.hits.lock().unwrap() += 1;
+        let b = ctx.clone().state::<Counter>().unwrap();
+        assert_eq!(*b.hits.lock().unwrap(), 1, "one state for the whole broker");
+        assert_eq!(OPENED.load(Ordering::SeqCst), 1);
+        let dir = ctx.data_dir("tasks").unwrap();
+        assert!(dir.is_dir());
+        assert!(dir.ends_with(format!("meshes/{}/tasks", Key([2; 32]).hex())));
+        // A session the hub does not know is no caller.
+        let e = ctx.caller().unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotMember);
+        store.close().await;
+    }
+}
