@@ -1,9 +1,12 @@
 //! claudemesh: a mesh that lets many Claude Code sessions work as one team.
 //!
 //! One crate, one binary. Layers, top to bottom (dependencies point down):
-//! `cli` → `mcp` → `cap::<name>` (client, MCP and CLI sides) → `claude`/`agents` → `client`
-//! → `proto`/`crypto`; `broker` → `cap::<name>` (broker side) → `broker::ctx`/`hub` →
-//! `store` → `proto`. `client` never imports `broker`, nor `broker` `client`.
+//! `cli` → `mcp` → `claude`/`agents` → `client` → `proto`/`crypto`; `broker` →
+//! `broker::ctx`/`hub` → `store` → `proto`. A capability (`cap::<name>`) sits beside them:
+//! its broker side uses only `broker::ctx`, its client side `client`, and its MCP tools and
+//! CLI verbs extend `mcp::MeshServer` and use `cli::connect`; the core names each
+//! capability by one line per registry (see `cap`). `client` never imports `broker`, nor
+//! `broker` `client`.
 //! See docs/ARCHITECTURE notes in ../shared/design and docs/PROTOCOL.md.
 
 pub mod agents;

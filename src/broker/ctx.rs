@@ -8,8 +8,8 @@
 //! behind whatever lock the capability chooses, so one capability's work never waits on
 //! another's or on delivery's lock.
 
+use super::hub::{AnyState, Hub, Session};
 pub use super::hub::{Audience, Caller};
-use super::hub::{Hub, Session};
 use super::outbox::{Refusal, Responder};
 use crate::proto::peers::{Resolved, Response as PeersResponse};
 use crate::proto::{ErrorCode, Key, PeerInfo};
@@ -22,7 +22,9 @@ use std::sync::Arc;
 pub trait CapState: Any + Send + Sync + Sized {
     /// Open the state: read what the capability needs from the store (keep large data in
     /// the store and read it per request), create caches, start nothing that outlives the
-    /// broker without watching [`Ctx::closing`].
+    /// broker without watching [`Ctx::closing`]. `ctx` is the first request's: the state
+    /// serves every mesh, so use only its broker-wide parts here ([`Ctx::store`],
+    /// [`Ctx::closing`]), never its caller, mesh or `data_dir`.
     fn open(ctx: &Ctx) -> Result<Self, StoreError>;
 }
 
@@ -67,8 +69,10 @@ impl Ctx {
         self.hub.resolve(&self.s, names)
     }
 
-    /// Push an event (`kind`, e.g. `"task_assigned"`, and a sentence) to online peers.
-    /// Events are best effort: an offline peer does not get it later.
+    /// Push an event (`kind`, e.g. `"task_assigned"`, and a sentence) to online peers of
+    /// the caller's mesh, attributed to the caller's member name (a hidden session is not
+    /// named by its peer name). Events are best effort: an offline peer does not get it
+    /// later; what must not be missed goes through the log, which watchers resume from.
     pub fn notify(&self, to: &Audience, kind: &str, text: &str) {
         self.hub.notify(&self.s, to, kind, text);
     }
@@ -100,14 +104,12 @@ impl Ctx {
 
     /// This capability's broker-wide state, opened on first use.
     pub fn state<T: CapState>(&self) -> Result<Arc<T>, Refusal> {
-        let states = self.hub.cap_states();
-        let id = TypeId::of::<T>();
-        if let Some(s) = states.get(id) {
-            return downcast(s);
-        }
-        // Opened outside the lock (it may read the store); a racing opener's copy is dropped.
-        let opened = T::open(self).map_err(|e| Refusal::from(Arc::new(e)))?;
-        downcast(states.insert(id, Arc::new(opened)))
+        let s = self.hub.cap_states().get_or_open(TypeId::of::<T>(), || {
+            T::open(self)
+                .map(|t| Arc::new(t) as AnyState)
+                .map_err(|e| Refusal::from(Arc::new(e)))
+        })?;
+        downcast(s)
     }
 
     /// Changes to true when the broker shuts down.
@@ -123,7 +125,8 @@ impl Ctx {
     }
 
     /// Change the caller's own peer record: `f` validates and applies the change in memory,
-    /// the record is written in order, and `r` gets `done` after the commit.
+    /// the record is written in order, and `r` gets `done` after the commit. `f` runs under
+    /// the hub's lock: it must not call back into a `Ctx`.
     pub fn update_own_peer<F>(&self, r: Responder, done: PeersResponse, f: F)
     where
         F: FnOnce(&mut PeerRecord) -> Result<(), Refusal>,
@@ -163,8 +166,21 @@ mod tests {
         }
     }
 
+    static SLOW_OPENED: AtomicUsize = AtomicUsize::new(0);
+
+    /// A state whose open takes a while, so first uses overlap.
+    struct Slow;
+
+    impl CapState for Slow {
+        fn open(_: &Ctx) -> Result<Self, StoreError> {
+            SLOW_OPENED.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            Ok(Slow)
+        }
+    }
+
     #[tokio::test]
-    async fn capability_state_opens_once_and_is_shared_data_dirs_are_per_mesh_and_strangers_are_refused(
+    async fn capability_state_opens_once_even_when_raced_data_dirs_are_per_mesh_and_strangers_are_refused(
     ) {
         let d = tempfile::tempdir().unwrap();
         let cfg = super::super::Config::new("127.0.0.1:0".parse().unwrap(), d.path().into());
@@ -187,6 +203,19 @@ mod tests {
         // A session the hub does not know is no caller.
         let e = ctx.caller().unwrap_err();
         assert_eq!(e.code, ErrorCode::NotMember);
+        // Concurrent first uses of a slow-opening state open it once and share it.
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let c = ctx.clone();
+                std::thread::spawn(move || c.state::<Slow>().map(|s| Arc::as_ptr(&s) as usize))
+            })
+            .collect();
+        let ptrs: Vec<usize> = racers
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap())
+            .collect();
+        assert!(ptrs.windows(2).all(|w| w[0] == w[1]), "{ptrs:?}");
+        assert_eq!(SLOW_OPENED.load(Ordering::SeqCst), 1);
         store.close().await;
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! Inside a folder, `broker.rs` and `client.rs` never import each other; `mcp.rs` and
 //! `cli.rs` build on `client.rs`. The core reaches a capability through one line each in
-//! `broker::dispatch`, `mcp::tool_groups` and `cli::Cmd`.
+//! `broker::dispatch`, `mcp::tool_groups`, [`TOOL_GROUPS`], `cli::Cmd` (and its `run` arm),
+//! [`TABLES`] if it has tables, and `pub mod` here.
 
 pub mod peers;
 

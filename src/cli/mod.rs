@@ -909,16 +909,21 @@ fn tools(home: &Home, c: ToolsCmd) -> Result<()> {
         None => "all".to_string(),
     };
     let Some(groups) = c.groups else {
-        let rows: Vec<_> = cfg
-            .meshes
-            .iter()
-            .filter(|m| c.mesh.as_deref().is_none_or(|x| x == m.mesh_name))
-            .map(|m| serde_json::json!({"mesh": m.mesh_name, "tools": m.tools}))
-            .collect();
+        let shown: Vec<&crate::client::config::MeshConfig> = match &c.mesh {
+            Some(_) => {
+                let id = home.select(c.mesh.as_deref())?.mesh_id;
+                cfg.meshes.iter().filter(|m| m.mesh_id == id).collect()
+            }
+            None => cfg.meshes.iter().collect(),
+        };
         if c.json {
+            let rows: Vec<_> = shown
+                .iter()
+                .map(|m| serde_json::json!({"mesh": m.mesh_name, "tools": m.tools}))
+                .collect();
             println!("{}", serde_json::Value::Array(rows));
         } else {
-            for m in &cfg.meshes {
+            for m in shown {
                 println!("{}: {}", m.mesh_name, show(m));
             }
             println!("groups: {}", crate::cap::TOOL_GROUPS.join(", "));
@@ -927,7 +932,16 @@ fn tools(home: &Home, c: ToolsCmd) -> Result<()> {
     };
     let chosen = match groups.trim() {
         "all" => None,
-        g => Some(crate::mcp::parse_tool_groups(g).map_err(|e| anyhow!(e))?),
+        g => {
+            let groups = crate::mcp::parse_tool_groups(g).map_err(|e| anyhow!(e))?;
+            if groups.is_empty() {
+                bail!(
+                    "name at least one tool group ({}), or `all`",
+                    crate::cap::TOOL_GROUPS.join(", ")
+                );
+            }
+            Some(groups)
+        }
     };
     let id = home.select(c.mesh.as_deref())?.mesh_id;
     let Some(m) = cfg.meshes.iter_mut().find(|m| m.mesh_id == id) else {

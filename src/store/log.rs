@@ -277,17 +277,21 @@ pub fn read_from(
         let lo = id.record_key(from);
         let hi = id.record_key(u64::MAX);
         let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
         let mut bytes = 0usize;
+        // Checked after each record, so no record past the window is decoded.
         for row in t.range(lo.as_slice()..=hi.as_slice())? {
-            if out.len() >= limit || (bytes >= max_bytes && !out.is_empty()) {
-                break;
-            }
             let (k, r) = row?;
             let k = k.value();
             let mut seq = [0u8; 8];
             seq.copy_from_slice(&k[k.len() - 8..]);
             bytes += r.data.len() + r.subject.len();
             out.push(r.entry(u64::from_be_bytes(seq)));
+            if out.len() >= limit || bytes >= max_bytes {
+                break;
+            }
         }
         Ok(out)
     })

@@ -8,7 +8,9 @@
 //! ([`Loaded`]); after that the broker's memory is authoritative and the file is its
 //! write-ahead record. Capabilities whose data is large read through redb read
 //! transactions ([`Store::read`]) and add writes as [`CapOp`]s, which join the same group
-//! commit; their tables are listed in [`schema`].
+//! commit; they declare their tables as typed [`Table`]s in their own folder and list them
+//! in `cap::TABLES`, which [`Store::open_with`] creates beside the core's ([`schema`]).
+//! [`Store::open`] alone creates only the core's and the log's tables.
 
 pub mod log;
 mod records;

@@ -36,6 +36,14 @@ struct As<'a> {
     tools: Option<&'a str>,
 }
 
+/// The tool names of a `tools/list` answer.
+fn tool_names(list: &Value) -> Vec<&str> {
+    list["result"]["tools"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default()
+}
+
 const PLAIN: As<'static> = As {
     client: "test",
     channel: false,
@@ -194,12 +202,7 @@ async fn initialize_advertises_the_channel_and_the_instructions_and_tools() {
     let bob = mesh.member("bob").await;
     let mut m = Mcp::start(&bob, "inbox").await;
     let tools = m.call("tools/list", json!({})).await;
-    let names: Vec<&str> = tools["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names = tool_names(&tools);
     for t in [
         "send_message",
         "check_messages",
@@ -848,12 +851,7 @@ async fn tools_narrowed_to_a_group_list_only_that_group_and_whoami() {
     let mut m = Mcp::start_as(&bob, "inbox", who).await;
     m.connected().await;
     let tools = m.call("tools/list", json!({})).await;
-    let mut names: Vec<&str> = tools["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let mut names = tool_names(&tools);
     names.sort();
     assert_eq!(
         names,
@@ -915,19 +913,26 @@ async fn tool_groups_chosen_per_mesh_with_the_tools_verb_narrow_new_sessions() {
     let mut m = Mcp::start_as(&bob, "inbox", PLAIN).await;
     m.connected().await;
     let tools = m.call("tools/list", json!({})).await;
-    let names: Vec<&str> = tools["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names = tool_names(&tools);
     assert!(names.contains(&"send_message"), "{names:?}");
     assert!(!names.contains(&"list_peers"), "{names:?}");
     drop(m);
     // `all` takes the choice back; a bad group is refused and changes nothing.
-    let bad = cli(&["tools", "msg,telepathy"]);
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown tool group 'telepathy'"));
+    for bad in ["msg,telepathy", " , "] {
+        let out = cli(&["tools", bad]);
+        assert!(!out.status.success(), "{bad:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            err.contains("unknown tool group 'telepathy'") || err.contains("at least one"),
+            "{err}"
+        );
+    }
+    let kept: Value = serde_json::from_slice(&cli(&["tools", "--json"]).stdout).unwrap();
+    assert_eq!(
+        kept[0]["tools"],
+        json!(["msg"]),
+        "a refused choice changed the config"
+    );
     assert!(cli(&["tools", "all"]).status.success());
     let shown = String::from_utf8_lossy(&cli(&["tools"]).stdout).to_string();
     assert!(shown.contains(": all"), "{shown}");

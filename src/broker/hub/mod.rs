@@ -538,30 +538,39 @@ fn send_each<'k>(st: &State, to: impl IntoIterator<Item = &'k Key>, ev: &ServerF
     }
 }
 
-/// Every capability's own state, by type (see `broker::ctx`): a slot table, never held
-/// while a capability works.
+/// A capability's state, type-erased.
+pub(crate) type AnyState = Arc<dyn std::any::Any + Send + Sync>;
+
+/// One capability's slot: empty until its state is opened (the lock is held while opening,
+/// so concurrent first requests wait and the state is opened exactly once).
+type Slot = Arc<Mutex<Option<AnyState>>>;
+
+/// Every capability's own state, by type (see `broker::ctx`). The table's lock is only held
+/// to find a slot, never while a capability opens or works.
 #[derive(Default)]
 pub(crate) struct CapStates {
-    slots: Mutex<HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
+    slots: Mutex<HashMap<std::any::TypeId, Slot>>,
 }
 
 impl CapStates {
-    pub(crate) fn get(&self, id: std::any::TypeId) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
-        self.slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
-    }
-
-    /// Keep `v` unless another is there already; answers the one kept.
-    pub(crate) fn insert(
+    /// The state of type `id`, opened by `open` if this is its first use. A failed open
+    /// leaves the slot empty, so the next request tries again.
+    pub(crate) fn get_or_open<E>(
         &self,
         id: std::any::TypeId,
-        v: Arc<dyn std::any::Any + Send + Sync>,
-    ) -> Arc<dyn std::any::Any + Send + Sync> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(id).or_insert(v).clone()
+        open: impl FnOnce() -> Result<AnyState, E>,
+    ) -> Result<AnyState, E> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.entry(id).or_default().clone()
+        };
+        let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = &*s {
+            return Ok(v.clone());
+        }
+        let v = open()?;
+        *s = Some(v.clone());
+        Ok(v)
     }
 }
 

@@ -73,20 +73,26 @@ impl Hub {
     /// Push an event to online peers of the caller's mesh (see [`Audience`]).
     pub(crate) fn notify(&self, s: &Session, to: &Audience, kind: &str, text: &str) {
         let st = self.lock();
-        let from = st
+        let Some(mesh) = st.meshes.get(&s.mesh) else {
+            return;
+        };
+        // Attributed to the member (a hidden session's own name is not revealed); a member
+        // removed meanwhile sends nothing.
+        let Some(from) = st
             .peers
             .get(&s.peer)
-            .map(|p| p.rec.name.clone())
-            .unwrap_or_default();
+            .and_then(|p| mesh.members.get(&p.rec.member_pk))
+            .filter(|m| !m.revoked)
+            .map(|m| m.name.clone())
+        else {
+            return;
+        };
         let ev = ServerFrame::Event(Event {
             kind: kind.into(),
             peer: from,
             text: text.into(),
             at_ms: crate::util::now_ms(),
         });
-        let Some(mesh) = st.meshes.get(&s.mesh) else {
-            return;
-        };
         let to: Vec<&Key> = match to {
             Audience::Mesh => mesh.peers.iter().filter(|pk| **pk != s.peer).collect(),
             Audience::Group(g) => mesh
