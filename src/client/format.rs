@@ -140,6 +140,33 @@ pub fn event_line(mesh: &str, e: &Event, multi: bool) -> String {
 }
 
 /// The `list_peers` answer.
+/// The mesh's groups, one line each: members by peer name with member, role and presence.
+pub fn groups(groups: &[crate::proto::peers::GroupInfo]) -> String {
+    let mut out = String::new();
+    for g in groups {
+        let members: Vec<String> = g
+            .members
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} ({}) {}{}",
+                    m.peer_name,
+                    m.member_name,
+                    m.role,
+                    if m.online { "" } else { " [offline]" }
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "@{} ({}): {}\n",
+            g.name,
+            g.members.len(),
+            members.join(", ")
+        ));
+    }
+    out
+}
+
 pub fn peers(mesh: &str, peers: &[PeerInfo], me: &Key) -> String {
     let mut out = format!("{} peer(s) in mesh \"{mesh}\":\n", peers.len());
     for p in peers {

@@ -309,7 +309,7 @@ impl Client {
     }
 
     /// The capabilities the broker offered when this client last connected
-    /// (`name/version`, e.g. `peers/1`); empty before the first connection.
+    /// (`name/version`, e.g. `peers/2`); empty before the first connection.
     pub fn caps(&self) -> Vec<String> {
         lock(&self.shared.caps).clone()
     }

@@ -8,7 +8,7 @@
 use super::*;
 
 /// Number of request kinds (and of response kinds: one each).
-pub const KINDS: usize = 13;
+pub const KINDS: usize = 14;
 
 /// A position for every request kind, 0..KINDS.
 pub fn request_index(r: &Request) -> usize {
@@ -27,6 +27,7 @@ pub fn request_index(r: &Request) -> usize {
         Request::Peers(P::SetVisible { .. }) => 10,
         Request::Peers(P::JoinGroup { .. }) => 11,
         Request::Peers(P::LeaveGroup { .. }) => 12,
+        Request::Peers(P::ListGroups {}) => 13,
     }
 }
 
@@ -47,6 +48,7 @@ pub fn response_index(r: &Response) -> usize {
         Response::Peers(P::SetVisible {}) => 10,
         Response::Peers(P::JoinGroup {}) => 11,
         Response::Peers(P::LeaveGroup {}) => 12,
+        Response::Peers(P::ListGroups { .. }) => 13,
     }
 }
 
@@ -147,6 +149,7 @@ pub fn requests() -> Vec<Request> {
         Request::Peers(P::LeaveGroup {
             group: "eng/web".into(),
         }),
+        Request::Peers(P::ListGroups {}),
     ]
 }
 
@@ -198,6 +201,17 @@ pub fn responses() -> Vec<Response> {
         Response::Peers(P::SetVisible {}),
         Response::Peers(P::JoinGroup {}),
         Response::Peers(P::LeaveGroup {}),
+        Response::Peers(P::ListGroups {
+            groups: vec![peers::GroupInfo {
+                name: "eng/web".into(),
+                members: vec![peers::GroupMember {
+                    peer_name: "alice-claude-1a2b".into(),
+                    member_name: "alice".into(),
+                    role: "lead".into(),
+                    online: true,
+                }],
+            }],
+        }),
     ]
 }
 

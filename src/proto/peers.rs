@@ -5,7 +5,7 @@ use super::{Key, Status};
 use serde::{Deserialize, Serialize};
 
 /// Name and version in `hello_ack.caps`.
-pub const CAP: &str = "peers/1";
+pub const CAP: &str = "peers/2";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,6 +37,9 @@ pub enum Request {
     LeaveGroup {
         group: String,
     },
+    /// Every group of the mesh's listed peers, with its members and their roles
+    /// (`peers/2`).
+    ListGroups {},
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +57,25 @@ pub enum Response {
     SetVisible {},
     JoinGroup {},
     LeaveGroup {},
+    ListGroups {
+        groups: Vec<GroupInfo>,
+    },
+}
+
+/// One group of `list_groups`: its name (without `@`) and members, by peer name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub name: String,
+    pub members: Vec<GroupMember>,
+}
+
+/// A peer in a group, with its role there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    pub peer_name: String,
+    pub member_name: String,
+    pub role: String,
+    pub online: bool,
 }
 
 /// One name of a `resolve`.

@@ -455,3 +455,57 @@ async fn an_ended_session_replaced_by_a_live_one_in_the_same_directory_is_not_li
         key
     );
 }
+
+#[tokio::test]
+async fn list_groups_shows_each_group_with_members_and_roles_hides_hidden_peers_and_survives_a_restart(
+) {
+    let mut mesh = Mesh::start().await;
+    let (alice, bob, carol) = (
+        mesh.member("alice").await,
+        mesh.member("bob").await,
+        mesh.member("carol").await,
+    );
+    let (a, b, c) = (
+        alice.connect().await,
+        bob.connect().await,
+        carol.connect().await,
+    );
+    a.join_group("eng", "lead").await.unwrap();
+    b.join_group("eng", "").await.unwrap();
+    b.join_group("eng/web", "observer").await.unwrap();
+    c.join_group("ops", "member").await.unwrap();
+    c.set_visible(false).await.unwrap();
+    let shown = |groups: &[claudemesh::proto::peers::GroupInfo]| -> Vec<String> {
+        groups
+            .iter()
+            .map(|g| {
+                let m: Vec<String> = g
+                    .members
+                    .iter()
+                    .map(|m| format!("{}:{}", m.member_name, m.role))
+                    .collect();
+                format!("{}={}", g.name, m.join(","))
+            })
+            .collect()
+    };
+    let seen = shown(&a.list_groups().await.unwrap());
+    assert_eq!(
+        seen,
+        ["eng=alice:lead,bob:member", "eng/web=bob:observer"],
+        "a hidden peer's group is not shown to others"
+    );
+    // The hidden peer sees its own group.
+    assert!(shown(&c.list_groups().await.unwrap()).contains(&"ops=carol:member".to_string()));
+    // Memberships are durable; offline members are listed as offline.
+    drop((a, b, c));
+    mesh.restart().await;
+    let a = alice.connect().await;
+    let groups = a.list_groups().await.unwrap();
+    assert_eq!(shown(&groups)[0], "eng=alice:lead,bob:member");
+    let bob_eng = groups[0]
+        .members
+        .iter()
+        .find(|m| m.member_name == "bob")
+        .unwrap();
+    assert!(!bob_eng.online, "bob is not connected after the restart");
+}

@@ -57,7 +57,8 @@ fn frames() -> Vec<(String, Vec<u8>)> {
         server_version: "0.0.0".into(),
         max_message_bytes: 65536,
         queued: 3,
-        caps: CAPS.iter().map(|s| s.to_string()).collect(),
+        // Fixed, not `CAPS`: the snapshot pins shapes, and a capability's version may grow.
+        caps: vec!["conn/1".into(), "msg/1".into(), "peers/1".into()],
     };
     push(
         "server.hello_ack".into(),
@@ -119,11 +120,35 @@ fn postcard_bytes_of_every_frame_kind_match_the_snapshot_for_this_subprotocol() 
         return;
     }
     let pinned_proto = pinned.lines().next().unwrap_or_default();
-    let changed: Vec<&str> = now
-        .lines()
-        .filter(|l| !pinned.lines().any(|p| p == *l))
-        .filter_map(|l| l.split(' ').next())
+    let kinds = |s: &str| -> HashMap<String, String> {
+        s.lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let (old, new) = (kinds(&pinned), kinds(&now));
+    // A kind whose bytes changed, or that went away, breaks peers of this subprotocol; a
+    // new kind does not (a broker without it answers `bad_request`), it bumps its
+    // capability's version instead.
+    let mut changed: Vec<&str> = old
+        .iter()
+        .filter(|(k, v)| new.get(*k) != Some(*v))
+        .map(|(k, _)| k.as_str())
         .collect();
+    changed.sort();
+    if pinned_proto == format!("subprotocol {SUBPROTOCOL_BINARY}") && changed.is_empty() {
+        let mut added: Vec<&str> = new
+            .keys()
+            .filter(|k| !old.contains_key(*k))
+            .map(|k| k.as_str())
+            .collect();
+        added.sort();
+        panic!(
+            "new frame kinds {added:?}: bump their capability's version in CAPS if it gained \
+             a request kind, then regenerate {SNAPSHOT} with UPDATE_WIRE_SNAPSHOT=1"
+        );
+    }
     if pinned_proto == format!("subprotocol {SUBPROTOCOL_BINARY}") {
         panic!(
             "the postcard shape of {changed:?} changed but SUBPROTOCOL_BINARY is still \

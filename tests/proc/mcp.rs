@@ -499,7 +499,14 @@ async fn tool_calls_with_unknown_arguments_such_as_geminis_wait_for_previous_suc
         let name = t["name"].as_str().unwrap();
         assert_eq!(
             ro,
-            ["whoami", "list_peers", "check_messages", "message_status"].contains(&name),
+            [
+                "whoami",
+                "list_peers",
+                "list_groups",
+                "check_messages",
+                "message_status"
+            ]
+            .contains(&name),
             "{name}"
         );
         assert!(
@@ -858,6 +865,7 @@ async fn tools_narrowed_to_a_group_list_only_that_group_and_whoami() {
         [
             "join_group",
             "leave_group",
+            "list_groups",
             "list_peers",
             "set_profile",
             "set_summary",

@@ -3,7 +3,9 @@
 
 use crate::broker::ctx::Ctx;
 use crate::broker::outbox::{refuse, Refusal, Responder};
-use crate::proto::peers::{GroupRole, Profile, Request as Q, Response as A};
+use crate::proto::peers::{
+    GroupInfo, GroupMember, GroupRole, PeerInfo, Profile, Request as Q, Response as A,
+};
 use crate::proto::ErrorCode;
 use crate::util::valid_group;
 
@@ -75,7 +77,35 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
             p.groups.retain(|g| g.group != group);
             Ok(())
         }),
+        Q::ListGroups {} => r.ok(A::ListGroups {
+            groups: groups_of(&ctx.list_peers()),
+        }),
     }
+}
+
+/// The groups of the peers the caller sees (hidden peers stay hidden), by name, each with
+/// its members by peer name.
+fn groups_of(peers: &[PeerInfo]) -> Vec<GroupInfo> {
+    let mut by: std::collections::BTreeMap<&str, Vec<GroupMember>> = Default::default();
+    for p in peers {
+        for g in &p.groups {
+            by.entry(g.group.as_str()).or_default().push(GroupMember {
+                peer_name: p.name.clone(),
+                member_name: p.member_name.clone(),
+                role: g.role.clone(),
+                online: p.online,
+            });
+        }
+    }
+    by.into_iter()
+        .map(|(name, mut members)| {
+            members.sort_by(|a, b| a.peer_name.cmp(&b.peer_name));
+            GroupInfo {
+                name: name.to_string(),
+                members,
+            }
+        })
+        .collect()
 }
 
 /// A valid group name and role; the role as stored (empty means `member`).

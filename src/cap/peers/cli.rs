@@ -1,4 +1,4 @@
-//! The CLI verbs of `peers`: `claudemesh peers` and `claudemesh group join|leave`.
+//! The CLI verbs of `peers`: `claudemesh peers` and `claudemesh group join|leave|list`.
 
 use crate::cli::connect::connect;
 use crate::client::Home;
@@ -18,7 +18,7 @@ pub struct PeersCmd {
     pub json: bool,
 }
 
-/// join or leave a group
+/// join, leave or list groups
 #[derive(FromArgs)]
 #[argh(subcommand, name = "group")]
 pub struct GroupCmd {
@@ -31,6 +31,19 @@ pub struct GroupCmd {
 pub enum GroupSub {
     Join(GroupJoinCmd),
     Leave(GroupLeaveCmd),
+    List(GroupListCmd),
+}
+
+/// list the mesh's groups with their members and roles
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+pub struct GroupListCmd {
+    /// mesh name (needed when joined to several)
+    #[argh(option)]
+    pub mesh: Option<String>,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 /// join a group (messages to @NAME reach you)
@@ -72,6 +85,17 @@ pub async fn group(home: &Home, c: GroupCmd) -> Result<()> {
             let client = connect(home, c.mesh.as_deref(), false).await?;
             client.leave_group(&c.name).await?;
             println!("left @{}", c.name);
+        }
+        GroupSub::List(c) => {
+            let client = connect(home, c.mesh.as_deref(), false).await?;
+            let groups = client.list_groups().await?;
+            if c.json {
+                println!("{}", serde_json::to_string(&groups)?);
+            } else if groups.is_empty() {
+                println!("no groups yet: `claudemesh group join NAME` makes one");
+            } else {
+                print!("{}", crate::client::format::groups(&groups));
+            }
         }
     }
     Ok(())

@@ -45,6 +45,15 @@ impl Client {
         .await
     }
 
+    /// Every group of the mesh's listed peers with its members and roles.
+    pub async fn list_groups(&self) -> Result<Vec<peers::GroupInfo>, ClientError> {
+        self.call(peers::Request::ListGroups {}, |r| match r {
+            Response::Peers(peers::Response::ListGroups { groups }) => Ok(groups),
+            r => Err(r),
+        })
+        .await
+    }
+
     /// A `peers` change whose answer carries nothing.
     async fn peers_change(&self, q: peers::Request) -> Result<(), ClientError> {
         self.call(q, |r| match r {

@@ -1,5 +1,5 @@
 //! The MCP tools of `peers`: list_peers, set_summary, set_profile, set_visible,
-//! join_group, leave_group (group "peers" of `--tools`).
+//! join_group, leave_group, list_groups (group "peers" of `--tools`).
 
 use crate::client::format;
 use crate::mcp::{MeshParam, MeshServer};
@@ -109,6 +109,35 @@ impl MeshServer {
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(format!("joined @{} as {role}", p.group))
+        }
+        .await;
+        self.done(r).await
+    }
+
+    #[tool(
+        description = "List the mesh's groups with their members (peer name, member, role, online). A message to \"@eng\" also reaches members of \"@eng/web\".",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_groups(
+        &self,
+        Parameters(p): Parameters<MeshParam>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let r = async {
+            let link = self.link(p.mesh.as_deref())?;
+            let groups = link.client.list_groups().await.map_err(|e| e.to_string())?;
+            Ok(if groups.is_empty() {
+                format!(
+                    "no groups in mesh \"{}\" yet (join_group makes one)",
+                    link.mesh
+                )
+            } else {
+                format!(
+                    "{} group(s) in mesh \"{}\":\n{}",
+                    groups.len(),
+                    link.mesh,
+                    format::groups(&groups)
+                )
+            })
         }
         .await;
         self.done(r).await

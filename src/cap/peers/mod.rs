@@ -1,4 +1,4 @@
-//! The `peers` capability (`peers/1`): who is in the mesh and what each session says about
+//! The `peers` capability (`peers/2`; 2 added `list_groups`): who is in the mesh and what each session says about
 //! itself.
 //!
 //! - Semantics: `list` shows the mesh's peers as others should see them (online visible
