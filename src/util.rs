@@ -111,6 +111,18 @@ pub fn ws_config(max_frame: usize) -> tokio_tungstenite::tungstenite::protocol::
         .max_frame_size(Some(max_frame))
 }
 
+/// `s` cut to at most `max` bytes at a character boundary, with `…` when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

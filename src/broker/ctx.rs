@@ -8,11 +8,14 @@
 //! behind whatever lock the capability chooses, so one capability's work never waits on
 //! another's or on delivery's lock.
 
+use super::feed::Follows;
 use super::hub::{AnyState, Hub, Session};
 pub use super::hub::{Audience, Caller};
-use super::outbox::{Refusal, Responder};
+use super::outbox::{ConnHandle, Refusal, Responder};
 use crate::proto::peers::{Resolved, Response as PeersResponse};
+use crate::proto::Push;
 use crate::proto::{ErrorCode, Key, PeerInfo};
+use crate::store::log::{Entry, LogId};
 use crate::store::{PeerRecord, Store, StoreError};
 use std::any::{Any, TypeId};
 use std::path::PathBuf;
@@ -42,6 +45,61 @@ impl Ctx {
             hub: hub.clone(),
             s: *s,
         }
+    }
+
+    /// The broker itself, for work no session asked for (a capability's sweeper): it has
+    /// no caller and no mesh; use only [`Ctx::store`], [`Ctx::closing`], [`Ctx::state`]
+    /// and the calls that name their mesh.
+    pub(crate) fn system(hub: &Arc<Hub>) -> Ctx {
+        Ctx {
+            hub: hub.clone(),
+            s: Session {
+                peer: Key([0; 32]),
+                mesh: Key([0; 32]),
+                conn_id: 0,
+            },
+        }
+    }
+
+    /// The same broker, as seen from a session of `mesh` that is no one (events a sweeper
+    /// sends are attributed to the broker).
+    pub fn for_mesh(&self, mesh: Key) -> Ctx {
+        Ctx {
+            hub: self.hub.clone(),
+            s: Session {
+                peer: Key([0; 32]),
+                mesh,
+                conn_id: 0,
+            },
+        }
+    }
+
+    /// Follow a per-mesh log for the requesting connection (see [`super::feed`]); returns
+    /// the first sequence that will be pushed.
+    pub fn follow<F>(
+        &self,
+        conn: ConnHandle,
+        sub: u64,
+        log: LogId,
+        from: Option<u64>,
+        pick: F,
+    ) -> Result<u64, Refusal>
+    where
+        F: FnMut(&Entry) -> Option<Push> + Send + 'static,
+    {
+        self.state::<Follows>()?
+            .follow(self, conn, sub, log, from, pick)
+    }
+
+    /// End a subscription of connection `conn`; false when there was none.
+    pub fn unfollow(&self, conn: u64, sub: u64) -> Result<bool, Refusal> {
+        Ok(self.state::<Follows>()?.stop(conn, sub))
+    }
+
+    /// Whether `peer` of the caller's mesh is online, and when it was last seen (`None`:
+    /// no such peer).
+    pub fn presence(&self, peer: &Key) -> Option<(bool, u64)> {
+        self.hub.presence(&self.s.mesh, peer)
     }
 
     /// The caller's mesh.

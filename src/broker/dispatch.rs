@@ -14,6 +14,7 @@ pub fn dispatch(hub: &Arc<Hub>, s: &Session, req: Request, r: Responder) {
         Request::Conn(q) => handle_conn(q, r),
         Request::Msg(q) => hub.msg(s, q, r),
         Request::Peers(q) => crate::cap::peers::broker::handle(Ctx::new(hub, s), q, r),
+        Request::State(q) => crate::cap::state::broker::handle(Ctx::new(hub, s), q, r),
     }
 }
 

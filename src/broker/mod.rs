@@ -8,6 +8,7 @@ pub mod admin;
 pub mod conn;
 pub mod ctx;
 pub mod dispatch;
+pub mod feed;
 pub mod gate;
 pub mod http;
 pub mod hub;
@@ -151,6 +152,11 @@ impl Server {
         let admin = admin::bind(&cfg.data_dir)
             .map_err(|e| ServeError::Admin(cfg.data_dir.display().to_string(), e))?;
         let hub = Hub::new(Arc::new(cfg), store.clone(), loaded);
+        // Capabilities with work of their own (expiry sweepers, due timers) start now, not
+        // at their first request.
+        for start in crate::cap::START {
+            start(&ctx::Ctx::system(&hub));
+        }
         let (tx, rx) = watch::channel(false);
         tokio::spawn(admin::serve(hub.clone(), admin, rx.clone()));
         let task = tokio::spawn(run(hub.clone(), listener, rx, store));

@@ -42,6 +42,15 @@ impl ConnHandle {
     pub fn try_send(&self, m: Message) -> bool {
         self.tx.try_send(m).is_ok()
     }
+    /// Queue a message, waiting while the queue is full (subscription feeds: a slow reader
+    /// slows its feed down instead of being disconnected); false when the socket is gone.
+    pub async fn send_wait(&self, m: Message) -> bool {
+        self.tx.send(m).await.is_ok()
+    }
+    /// Resolves when the connection is gone.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
     /// Ask the connection to close.
     pub fn kill(&self) {
         self.kill.notify_one();
@@ -127,6 +136,12 @@ impl Responder {
     /// The connection the request came on.
     pub fn conn_id(&self) -> u64 {
         self.conn.id
+    }
+
+    /// The connection the request came on, for pushes outside this answer (a
+    /// subscription's feed).
+    pub fn conn(&self) -> ConnHandle {
+        self.conn.clone()
     }
 
     pub fn ok(mut self, body: impl Into<Response>) {

@@ -9,11 +9,23 @@
 //! [`TABLES`] if it has tables, and `pub mod` here.
 
 pub mod peers;
+pub mod state;
 
 /// Tables of capabilities, created when the broker opens its store (each capability that
 /// stores anything of its own adds its `tables::create` here; `peers` uses the core's).
-pub const TABLES: &[crate::store::CreateTables] = &[];
+pub const TABLES: &[crate::store::CreateTables] = &[state::tables::create];
 
 /// Tool groups a session can narrow its MCP tools to (`claudemesh mcp --tools`,
 /// `CLAUDEMESH_TOOLS`): each capability's name as in `hello_ack.caps`, without version.
-pub const TOOL_GROUPS: &[&str] = &["msg", "peers"];
+pub const TOOL_GROUPS: &[&str] = &["msg", "peers", "state"];
+
+/// Work capabilities start with the broker (sweepers, due timers), one line each.
+pub const START: &[fn(&crate::broker::ctx::Ctx)] = &[state::broker::start];
+
+/// A subscription's item as a one-line event for a session (MCP, `claudemesh` verbs); one
+/// line per capability with subscriptions.
+pub fn feed_event(f: &crate::proto::Feed) -> crate::proto::Event {
+    match &f.body {
+        crate::proto::Push::State(c) => state::client::change_event(c),
+    }
+}

@@ -37,6 +37,7 @@ pub enum Cmd {
     Send(SendCmd),
     Inbox(InboxCmd),
     Group(crate::cap::peers::cli::GroupCmd),
+    State(crate::cap::state::cli::StateCmd),
     Status(StatusCmd),
     Doctor(DoctorCmd),
     Service(ServiceCmd),
@@ -450,6 +451,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Send(c) => send(&home, c).await,
         Cmd::Inbox(c) => inbox(&home, c).await,
         Cmd::Group(c) => crate::cap::peers::cli::group(&home, c).await,
+        Cmd::State(c) => crate::cap::state::cli::run(&home, c).await,
         Cmd::Status(c) => status(&home, c).await,
         Cmd::Doctor(c) => {
             let checks =
@@ -1062,7 +1064,7 @@ async fn inbox(home: &Home, c: InboxCmd) -> Result<()> {
         while msgs.is_empty() {
             match tokio::time::timeout_at(deadline, client.recv()).await {
                 Ok(Some(Inbound::Message(m))) => msgs.push(m),
-                Ok(Some(Inbound::Event(_))) => continue,
+                Ok(Some(Inbound::Event(_) | Inbound::Feed(_))) => continue,
                 Ok(None) | Err(_) => break,
             }
         }

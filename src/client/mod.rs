@@ -142,6 +142,9 @@ pub struct InboxMessage {
 pub enum Inbound {
     Message(InboxMessage),
     Event(Event),
+    /// An item of one of this client's subscriptions ([`Client::subscribe`]), each `seq`
+    /// once and in order, across reconnects.
+    Feed(Feed),
 }
 
 /// Connection state, observable by callers.
@@ -213,6 +216,15 @@ struct Shared {
     inbound_tx: mpsc::UnboundedSender<Inbound>,
     /// The capabilities the broker offered in its last hello ack (`name/version`).
     caps: Mutex<Vec<String>>,
+    /// Live subscriptions by sub id, renewed after every reconnect from where they were.
+    subs: Mutex<HashMap<u64, Sub>>,
+}
+
+/// How to (re)subscribe: the request for (sub id, first sequence wanted), and the next
+/// sequence this client expects (anything below it is a repeat and dropped).
+struct Sub {
+    make: Arc<dyn Fn(u64, Option<u64>) -> Request + Send + Sync>,
+    next: u64,
 }
 
 /// A live client. Dropping it closes the connection.
@@ -294,6 +306,7 @@ impl Client {
             seen: Mutex::new(seen),
             inbound_tx,
             caps: Mutex::new(Vec::new()),
+            subs: Mutex::new(HashMap::new()),
         });
         let task = tokio::spawn(run(shared.clone(), out_rx));
         Client {
@@ -656,6 +669,53 @@ impl Client {
         let _ = self.out.send(ClientFrame::Ack { ids: ids.to_vec() });
     }
 
+    /// Subscribe: `make(sub, from)` is the capability's subscribe request for sub id `sub`
+    /// starting at sequence `from` (`None`: from now on); `pick` takes the answer apart
+    /// into what the caller wants and the first sequence the broker will push. The
+    /// subscription is renewed after each reconnect from the sequence after the last one
+    /// received, and its items arrive as [`Inbound::Feed`]. Returns the sub id.
+    pub async fn subscribe<T>(
+        &self,
+        make: impl Fn(u64, Option<u64>) -> Request + Send + Sync + 'static,
+        from: Option<u64>,
+        pick: impl FnOnce(Response) -> Result<(T, u64), Response>,
+    ) -> Result<(u64, T), ClientError> {
+        let sub = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let make: Arc<dyn Fn(u64, Option<u64>) -> Request + Send + Sync> = Arc::new(make);
+        let req = make(sub, from);
+        lock(&self.shared.subs).insert(
+            sub,
+            Sub {
+                make,
+                next: from.unwrap_or(0),
+            },
+        );
+        match self.call(req, pick).await {
+            Ok((t, next)) => {
+                if let Some(s) = lock(&self.shared.subs).get_mut(&sub) {
+                    s.next = s.next.max(next);
+                }
+                Ok((sub, t))
+            }
+            Err(e) => {
+                lock(&self.shared.subs).remove(&sub);
+                Err(e)
+            }
+        }
+    }
+
+    /// Forget subscription `sub` here (nothing more of it is passed on, it is not renewed);
+    /// the caller tells the broker with its capability's unsubscribe request. False when
+    /// there was none.
+    pub fn forget_subscription(&self, sub: u64) -> bool {
+        lock(&self.shared.subs).remove(&sub).is_some()
+    }
+
+    /// The next sequence expected on subscription `sub`.
+    pub fn subscription_next(&self, sub: u64) -> Option<u64> {
+        lock(&self.shared.subs).get(&sub).map(|s| s.next)
+    }
+
     /// Close the connection and stop reconnecting.
     pub async fn close(self) {
         self.shared.state.send_replace(ConnState::Closed);
@@ -879,6 +939,35 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
             max_message_bytes: ack.max_message_bytes,
         });
         let mut written: HashSet<ReqId> = HashSet::new();
+        // Subscriptions resume where they were, before anything else is sent (their
+        // replies have no waiter; a refusal is logged).
+        let renew: Vec<ClientFrame> = lock(&sh.subs)
+            .iter()
+            .map(|(sub, s)| {
+                ClientFrame::Req(Req {
+                    id: sh.next_id.fetch_add(1, Ordering::Relaxed),
+                    body: (s.make)(*sub, Some(s.next)),
+                })
+            })
+            .collect();
+        let mut renewed = true;
+        for f in renew {
+            if ws.feed(encode(codec, &f)).await.is_err() {
+                renewed = false;
+                break;
+            }
+        }
+        if renewed && ws.flush().await.is_err() {
+            renewed = false;
+        }
+        if !renewed {
+            sh.state.send_replace(ConnState::Connecting {
+                why: "write failed".into(),
+                failed_attempts: 0,
+            });
+            tokio::time::sleep(backoff(0)).await;
+            continue;
+        }
         let mut ping = tokio::time::interval(Duration::from_secs(20));
         ping.tick().await;
         let mut last_rx = tokio::time::Instant::now();
@@ -1000,6 +1089,18 @@ fn on_frame(sh: &Shared, f: ServerFrame, acks: &mut Vec<Id16>, written: &mut Has
         },
         ServerFrame::Event(e) => {
             let _ = sh.inbound_tx.send(Inbound::Event(e));
+        }
+        ServerFrame::Feed(f) => {
+            let fresh = match lock(&sh.subs).get_mut(&f.sub) {
+                Some(s) if f.seq >= s.next => {
+                    s.next = f.seq + 1;
+                    true
+                }
+                _ => false,
+            };
+            if fresh {
+                let _ = sh.inbound_tx.send(Inbound::Feed(f));
+            }
         }
         ServerFrame::Error(e) if e.code == ErrorCode::SessionReplaced => {
             // Another process took over this session: stop instead of fighting over it.

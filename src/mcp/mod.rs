@@ -101,6 +101,9 @@ struct Inner {
     events: Mutex<Vec<(String, Event)>>,
     /// Set once the client has initialized: channel pushes go through it.
     peer: Mutex<Option<Peer<RoleServer>>>,
+    /// This session's subscriptions (state watches, stream subscriptions) by what they
+    /// follow (e.g. `state key:deploy`): (mesh, sub id).
+    subs: Mutex<std::collections::HashMap<String, (String, u64)>>,
 }
 
 /// The MCP server.
@@ -357,6 +360,38 @@ impl MeshServer {
             r.content.push(ContentBlock::text(format!("[claudemesh] {low} low-priority message(s) waiting (check_messages when convenient)")));
         }
         r
+    }
+
+    /// A tool's answer with its data: the text for Claude, and the same data as JSON in
+    /// `structuredContent`.
+    pub(crate) async fn done_json(
+        &self,
+        r: Result<(String, serde_json::Value), String>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(self
+            .with_unread(match r {
+                Ok((s, v)) => {
+                    let mut r = text_result(s);
+                    r.structured_content = Some(v);
+                    r
+                }
+                Err(e) => error_result(e),
+            })
+            .await)
+    }
+
+    /// Remember a subscription of this session under `label`; returns the one it replaces.
+    pub(crate) fn remember_sub(&self, label: &str, mesh: &str, sub: u64) -> Option<(String, u64)> {
+        self.inner
+            .subs
+            .lock()
+            .ok()?
+            .insert(label.to_string(), (mesh.to_string(), sub))
+    }
+
+    /// Forget the subscription under `label`: (mesh, sub id) if there was one.
+    pub(crate) fn forget_sub(&self, label: &str) -> Option<(String, u64)> {
+        self.inner.subs.lock().ok()?.remove(label)
     }
 
     pub(crate) async fn done(
@@ -713,6 +748,7 @@ impl MeshServer {
                         }
                         Inbound::Message(_) => {}
                         Inbound::Event(e) => me.push_event(&mesh, e).await,
+                        Inbound::Feed(f) => me.push_event(&mesh, crate::cap::feed_event(&f)).await,
                     }
                 }
             });
@@ -794,6 +830,7 @@ fn tool_groups() -> Vec<(&'static str, ToolRouter<MeshServer>)> {
     vec![
         ("msg", MeshServer::tool_router()),
         ("peers", MeshServer::peers_tools()),
+        ("state", MeshServer::state_tools()),
     ]
 }
 
@@ -886,6 +923,7 @@ pub fn build(home: &Home, mut opts: Options) -> Result<MeshServer, McpError> {
         pushed: Mutex::new(Vec::new()),
         events: Mutex::new(Vec::new()),
         peer: Mutex::new(None),
+        subs: Mutex::new(std::collections::HashMap::new()),
     });
     let mut tool_router = ToolRouter::new();
     let mut group_of = std::collections::HashMap::new();

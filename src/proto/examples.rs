@@ -8,11 +8,11 @@
 use super::*;
 
 /// Number of request kinds (and of response kinds: one each).
-pub const KINDS: usize = 14;
+pub const KINDS: usize = 20;
 
 /// A position for every request kind, 0..KINDS.
 pub fn request_index(r: &Request) -> usize {
-    use {conn::Request as C, msg::Request as M, peers::Request as P};
+    use {conn::Request as C, msg::Request as M, peers::Request as P, state::Request as S};
     match r {
         Request::Conn(C::Ping {}) => 0,
         Request::Msg(M::Send { .. }) => 1,
@@ -28,12 +28,18 @@ pub fn request_index(r: &Request) -> usize {
         Request::Peers(P::JoinGroup { .. }) => 11,
         Request::Peers(P::LeaveGroup { .. }) => 12,
         Request::Peers(P::ListGroups {}) => 13,
+        Request::State(S::Set { .. }) => 14,
+        Request::State(S::Get { .. }) => 15,
+        Request::State(S::Delete { .. }) => 16,
+        Request::State(S::List { .. }) => 17,
+        Request::State(S::Watch { .. }) => 18,
+        Request::State(S::Unwatch { .. }) => 19,
     }
 }
 
 /// A position for every response kind: the same as its request's.
 pub fn response_index(r: &Response) -> usize {
-    use {conn::Response as C, msg::Response as M, peers::Response as P};
+    use {conn::Response as C, msg::Response as M, peers::Response as P, state::Response as S};
     match r {
         Response::Conn(C::Ping { .. }) => 0,
         Response::Msg(M::Send { .. }) => 1,
@@ -49,6 +55,12 @@ pub fn response_index(r: &Response) -> usize {
         Response::Peers(P::JoinGroup {}) => 11,
         Response::Peers(P::LeaveGroup {}) => 12,
         Response::Peers(P::ListGroups { .. }) => 13,
+        Response::State(S::Set { .. }) => 14,
+        Response::State(S::Get { .. }) => 15,
+        Response::State(S::Delete { .. }) => 16,
+        Response::State(S::List { .. }) => 17,
+        Response::State(S::Watch { .. }) => 18,
+        Response::State(S::Unwatch { .. }) => 19,
     }
 }
 
@@ -111,9 +123,41 @@ pub fn delivery() -> Delivery {
     }
 }
 
+fn json() -> Json {
+    Json::parse(r#"{"stage":"canary","pct":5}"#).unwrap_or_default()
+}
+
+fn state_entry() -> state::Entry {
+    state::Entry {
+        key: "deploy/status".into(),
+        value: json(),
+        version: 4,
+        updated_by: "alice".into(),
+        updated_at_ms: 14,
+        expires_at_ms: Some(15),
+    }
+}
+
+/// A state change as a watcher gets it.
+pub fn feed() -> Feed {
+    Feed {
+        sub: 7,
+        seq: 4,
+        body: Push::State(state::Change {
+            key: "deploy/status".into(),
+            version: 4,
+            value: Some(json()),
+            deleted: false,
+            updated_by: "alice".into(),
+            at_ms: 14,
+            expired: false,
+        }),
+    }
+}
+
 /// One request of every kind, in index order.
 pub fn requests() -> Vec<Request> {
-    use {conn::Request as C, msg::Request as M, peers::Request as P};
+    use {conn::Request as C, msg::Request as M, peers::Request as P, state::Request as S};
     vec![
         Request::Conn(C::Ping {}),
         Request::Msg(M::Send {
@@ -150,12 +194,35 @@ pub fn requests() -> Vec<Request> {
             group: "eng/web".into(),
         }),
         Request::Peers(P::ListGroups {}),
+        Request::State(S::Set {
+            key: "deploy/status".into(),
+            value: json(),
+            if_version: Some(3),
+            ttl_s: Some(60),
+        }),
+        Request::State(S::Get {
+            key: "deploy/status".into(),
+        }),
+        Request::State(S::Delete {
+            key: "deploy/status".into(),
+            if_version: None,
+        }),
+        Request::State(S::List {
+            prefix: "deploy/".into(),
+        }),
+        Request::State(S::Watch {
+            sub: 7,
+            key: None,
+            prefix: Some("deploy/".into()),
+            from_version: Some(4),
+        }),
+        Request::State(S::Unwatch { sub: 7 }),
     ]
 }
 
 /// One response of every kind, in index order.
 pub fn responses() -> Vec<Response> {
-    use {conn::Response as C, msg::Response as M, peers::Response as P};
+    use {conn::Response as C, msg::Response as M, peers::Response as P, state::Response as S};
     vec![
         Response::Conn(C::Ping { server_time_ms: 99 }),
         Response::Msg(M::Send {
@@ -212,6 +279,28 @@ pub fn responses() -> Vec<Response> {
                 }],
             }],
         }),
+        Response::State(S::Set {
+            applied: false,
+            version: 4,
+            current: Some(state_entry()),
+        }),
+        Response::State(S::Get {
+            entry: Some(state_entry()),
+        }),
+        Response::State(S::Delete {
+            applied: true,
+            existed: true,
+            version: 5,
+        }),
+        Response::State(S::List {
+            entries: vec![state_entry()],
+            truncated: false,
+        }),
+        Response::State(S::Watch {
+            sub: 7,
+            next_version: 4,
+        }),
+        Response::State(S::Unwatch { existed: true }),
     ]
 }
 

@@ -14,11 +14,14 @@ mod bytes;
 pub mod codec;
 pub mod conn;
 pub mod examples;
+pub mod json;
 pub mod msg;
 pub mod peers;
+pub mod state;
 
 pub use self::bytes::{Blob, Id16, Key, Sig};
 pub use codec::{Codec, DecodeError};
+pub use json::Json;
 pub use msg::{DeliveryState, RecipientStatus};
 pub use peers::{GroupRole, PeerInfo, Profile};
 
@@ -245,6 +248,7 @@ pub enum Request {
     Conn(conn::Request),
     Msg(msg::Request),
     Peers(peers::Request),
+    State(state::Request),
 }
 
 /// A successful answer, same capability and kind as its request.
@@ -254,6 +258,7 @@ pub enum Response {
     Conn(conn::Response),
     Msg(msg::Response),
     Peers(peers::Response),
+    State(state::Response),
 }
 
 impl Request {
@@ -272,7 +277,7 @@ impl Request {
 
 /// What one broker offers: every capability with its version, as `name/version`; sent in
 /// `hello_ack.caps` so clients hide what a broker lacks.
-pub const CAPS: &[&str] = &[conn::CAP, msg::CAP, peers::CAP];
+pub const CAPS: &[&str] = &[conn::CAP, msg::CAP, peers::CAP, state::CAP];
 
 /// Frames the broker sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,6 +294,26 @@ pub enum ServerFrame {
     /// A refused request (`id` set: that request's one reply) or a connection-level error
     /// (`id` null: hello refused, undecodable frame, session replaced, flooding).
     Error(WireError),
+    /// An item of a subscription this connection asked for (a state watch, a stream
+    /// subscription, ...).
+    Feed(Feed),
+}
+
+/// One pushed item of subscription `sub` (the id the client chose when subscribing). `seq`
+/// grows per subscription; a client resumes after a reconnect by subscribing again from
+/// its last `seq + 1`, and drops any `seq` it has already seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feed {
+    pub sub: u64,
+    pub seq: u64,
+    pub body: Push,
+}
+
+/// What a feed carries, by capability: one line per capability that has subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Push {
+    State(state::Change),
 }
 
 /// Sent after a successful hello.
@@ -417,6 +442,16 @@ impl From<msg::Response> for Response {
 impl From<peers::Response> for Response {
     fn from(r: peers::Response) -> Self {
         Response::Peers(r)
+    }
+}
+impl From<state::Response> for Response {
+    fn from(r: state::Response) -> Self {
+        Response::State(r)
+    }
+}
+impl From<state::Request> for Request {
+    fn from(r: state::Request) -> Self {
+        Request::State(r)
     }
 }
 impl From<conn::Request> for Request {

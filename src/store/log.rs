@@ -77,6 +77,15 @@ pub struct Retention {
     pub max_age_ms: Option<u64>,
 }
 
+/// How an append is kept (see [`Logs::append_with`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppendOpts {
+    pub retention: Retention,
+    /// Drop the subject's previous record: the log keeps the newest record per subject
+    /// (a key-value log; history depth one).
+    pub replace: bool,
+}
+
 /// One record as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -166,6 +175,30 @@ impl Logs {
         retention: Retention,
         done: impl FnOnce(Result<u64, Arc<StoreError>>) + Send + 'static,
     ) {
+        let opts = AppendOpts {
+            retention,
+            ..Default::default()
+        };
+        self.append_with(store, id, subject, data, opts, |_| None, done);
+    }
+
+    /// [`append`](Logs::append) with options: keep only the subject's newest record
+    /// (`replace`, for key-value logs), and a capability write made in the same
+    /// transaction (`also`, given the sequence: e.g. an index row, all or nothing with the
+    /// record). Returns the sequence assigned (`None`: refused at once, `done` already
+    /// told), so a capability that calls this under its own lock can record the version
+    /// before the commit: requests after it see it even while it is being written.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_with(
+        self: &Arc<Self>,
+        store: &Store,
+        id: &LogId,
+        subject: &str,
+        data: Vec<u8>,
+        opts: AppendOpts,
+        also: impl FnOnce(u64) -> Option<Box<dyn CapOp>>,
+        done: impl FnOnce(Result<u64, Arc<StoreError>>) + Send + 'static,
+    ) -> Option<u64> {
         let at_ms = crate::util::now_ms();
         let logs = self.clone();
         let key = id.clone();
@@ -180,7 +213,8 @@ impl Logs {
                 }
                 Err(e) => {
                     drop(map);
-                    return done(Err(Arc::new(e)));
+                    done(Err(Arc::new(e)));
+                    return None;
                 }
             };
             let op = Append {
@@ -189,22 +223,44 @@ impl Logs {
                 subject: subject.to_string(),
                 at_ms,
                 data,
-                retention,
+                retention: opts.retention,
+                replace: opts.replace,
+                also: also(seq),
             };
-            store.try_submit(
-                super::Op::Cap(Box::new(op)),
-                Box::new(move |r| {
-                    if r.is_ok() {
-                        logs.committed(&key, seq);
-                    }
-                    done(r.map(|()| seq));
-                }),
-            )
+            store
+                .try_submit(
+                    super::Op::Cap(Box::new(op)),
+                    Box::new(move |r| {
+                        if r.is_ok() {
+                            logs.committed(&key, seq);
+                        }
+                        done(r.map(|()| seq));
+                    }),
+                )
+                .map(|()| seq)
         };
         // A closed store hands the completion back: run it outside the lock.
-        if let Err(done) = refused {
-            done(Err(Arc::new(StoreError::Closed)));
+        match refused {
+            Ok(seq) => Some(seq),
+            Err(done) => {
+                done(Err(Arc::new(StoreError::Closed)));
+                None
+            }
         }
+    }
+
+    /// Set a log's retention, creating the log (empty) if it does not exist yet.
+    pub async fn configure(
+        store: &Store,
+        id: &LogId,
+        retention: Retention,
+    ) -> Result<(), Arc<StoreError>> {
+        store
+            .commit(super::Op::Cap(Box::new(Configure {
+                id: id.clone(),
+                retention,
+            })))
+            .await
     }
 
     /// [`append`](Logs::append), waiting for the commit.
@@ -312,6 +368,79 @@ pub fn latest(store: &Store, id: &LogId, subject: &str) -> Result<Option<Entry>,
     })
 }
 
+/// Subjects starting with `prefix` from `after` on (exclusive; `None`: from the first), in
+/// byte order, with the sequence of each one's newest record; at most `limit`.
+pub fn subjects(
+    store: &Store,
+    id: &LogId,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    store.read(|tx| {
+        let last = tx.open_table(LAST)?;
+        let base = id.prefix();
+        let lo = match after {
+            Some(a) => id.subject_key(a),
+            None => id.subject_key(prefix),
+        };
+        let mut out = Vec::new();
+        for row in last.range(lo.as_slice()..)? {
+            let (k, v) = row?;
+            let k = k.value();
+            let Some(subject) = k.strip_prefix(base.as_slice()) else {
+                break;
+            };
+            let subject = String::from_utf8_lossy(subject).into_owned();
+            if !subject.starts_with(prefix) {
+                break;
+            }
+            if after == Some(subject.as_str()) {
+                continue;
+            }
+            out.push((subject, v.value()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// One record by sequence, if kept.
+pub fn get(store: &Store, id: &LogId, seq: u64) -> Result<Option<Entry>, StoreError> {
+    store.read(|tx| {
+        Ok(RECORDS
+            .read(tx)?
+            .get(id.record_key(seq).as_slice())?
+            .map(|r| r.entry(seq)))
+    })
+}
+
+/// The logs of `mesh` whose stream name starts with `prefix`, with their bookkeeping.
+pub fn streams_of(
+    store: &Store,
+    mesh: Key,
+    prefix: &str,
+) -> Result<Vec<(String, StreamInfo)>, StoreError> {
+    store.read(|tx| {
+        let t = STREAMS.read(tx)?;
+        let mut out = Vec::new();
+        for row in t.range(&mesh.0[..]..)? {
+            let (k, info) = row?;
+            let k = k.value();
+            let Some(rest) = k.strip_prefix(&mesh.0[..]) else {
+                break;
+            };
+            let name = String::from_utf8_lossy(rest.get(2..).unwrap_or_default()).into_owned();
+            if name.starts_with(prefix) {
+                out.push((name, info));
+            }
+        }
+        Ok(out)
+    })
+}
+
 #[derive(Debug)]
 struct Append {
     id: LogId,
@@ -320,6 +449,26 @@ struct Append {
     at_ms: u64,
     data: Vec<u8>,
     retention: Retention,
+    replace: bool,
+    also: Option<Box<dyn CapOp>>,
+}
+
+#[derive(Debug)]
+struct Configure {
+    id: LogId,
+    retention: Retention,
+}
+
+impl CapOp for Configure {
+    fn apply(&self, tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let mut t = Tables::open(tx)?;
+        let key = self.id.prefix();
+        let mut info = t.info(&key)?.unwrap_or_default();
+        info.retention = self.retention;
+        trim(&self.id, &mut info, &mut t, Some(crate::util::now_ms()))?;
+        t.streams.insert(key.as_slice(), &info)?;
+        Ok(())
+    }
 }
 
 /// The three log tables, open in one write transaction.
@@ -357,10 +506,8 @@ impl CapOp for Append {
         t.records
             .insert(self.id.record_key(self.seq).as_slice(), &rec)?;
         let sk = self.id.subject_key(&self.subject);
-        let newer = t
-            .last
-            .get(sk.as_slice())?
-            .is_none_or(|g| g.value() < self.seq);
+        let prev = t.last.get(sk.as_slice())?.map(|g| g.value());
+        let newer = prev.is_none_or(|p| p < self.seq);
         if newer {
             t.last.insert(sk.as_slice(), self.seq)?;
         }
@@ -370,6 +517,39 @@ impl CapOp for Append {
         info.last = info.last.max(self.seq);
         info.count += 1;
         info.bytes += size(&self.subject, &self.data);
+        if self.replace {
+            // Keep one record per subject: drop whichever of the two is older.
+            let old = match prev {
+                Some(p) if newer => Some(p),
+                Some(_) => Some(self.seq),
+                None => None,
+            };
+            if let Some(old) = old {
+                let ok = self.id.record_key(old);
+                if let Some(r) = t.records.get(ok.as_slice())? {
+                    t.records.remove(ok.as_slice())?;
+                    info.count = info.count.saturating_sub(1);
+                    info.bytes = info.bytes.saturating_sub(size(&r.subject, &r.data));
+                    if old == info.first {
+                        let next = t
+                            .records
+                            .range(ok.as_slice()..=self.id.record_key(u64::MAX).as_slice())?
+                            .next()
+                            .transpose()?
+                            .map(|(k, _)| {
+                                let k = k.value();
+                                let mut b = [0u8; 8];
+                                b.copy_from_slice(&k[k.len() - 8..]);
+                                u64::from_be_bytes(b)
+                            });
+                        info.first = next.unwrap_or(self.seq);
+                    }
+                }
+            }
+        }
+        if let Some(also) = &self.also {
+            also.apply(tx)?;
+        }
         info.retention = self.retention;
         trim(&self.id, &mut info, &mut t, None)?;
         t.streams.insert(key.as_slice(), &info)?;
@@ -603,6 +783,8 @@ mod tests {
                 at_ms: 1,
                 data: vec![seq as u8],
                 retention: one,
+                replace: false,
+                also: None,
             };
             store
                 .commit(super::super::Op::Cap(Box::new(op)))

@@ -142,7 +142,7 @@ pub async fn next_message(c: &Client, d: Duration) -> Option<InboxMessage> {
     loop {
         match tokio::time::timeout_at(deadline, c.recv()).await {
             Ok(Some(Inbound::Message(m))) => return Some(m),
-            Ok(Some(Inbound::Event(_))) => continue,
+            Ok(Some(Inbound::Event(_) | Inbound::Feed(_))) => continue,
             _ => return None,
         }
     }

@@ -12,5 +12,6 @@ mod hostile;
 mod json_protocol;
 mod messaging;
 mod peers;
+mod state;
 mod tls;
 mod wire;

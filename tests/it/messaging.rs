@@ -417,7 +417,7 @@ async fn next_event(
     loop {
         match tokio::time::timeout_at(deadline, c.recv()).await {
             Ok(Some(Inbound::Event(e))) => return Some(e),
-            Ok(Some(Inbound::Message(_))) => continue,
+            Ok(Some(Inbound::Message(_) | Inbound::Feed(_))) => continue,
             _ => return None,
         }
     }

@@ -88,6 +88,10 @@ fn frames() -> Vec<(String, Vec<u8>)> {
         })),
     );
     push(
+        "server.feed".into(),
+        c.encode(&ServerFrame::Feed(examples::feed())),
+    );
+    push(
         "server.error".into(),
         c.encode(&ServerFrame::Error(WireError {
             id: Some(5),

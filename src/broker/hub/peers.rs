@@ -78,12 +78,16 @@ impl Hub {
         };
         // Attributed to the member (a hidden session's own name is not revealed); a member
         // removed meanwhile sends nothing.
+        // A session that is no one (`Ctx::for_mesh`: a capability's sweeper) speaks as the
+        // broker.
+        let broker = s.peer == Key([0; 32]);
         let Some(from) = st
             .peers
             .get(&s.peer)
             .and_then(|p| mesh.members.get(&p.rec.member_pk))
             .filter(|m| !m.revoked)
             .map(|m| m.name.clone())
+            .or_else(|| broker.then(|| "claudemesh".to_string()))
         else {
             return;
         };
@@ -100,14 +104,30 @@ impl Hub {
                 .iter()
                 .filter(|pk| **pk != s.peer)
                 .filter(|pk| {
-                    st.peers
-                        .get(pk)
-                        .is_some_and(|p| p.rec.groups.iter().any(|x| &x.group == g))
+                    let sub = format!("{g}/");
+                    st.peers.get(pk).is_some_and(|p| {
+                        p.rec
+                            .groups
+                            .iter()
+                            .any(|x| &x.group == g || x.group.starts_with(&sub))
+                    })
                 })
                 .collect(),
             Audience::Peers(v) => v.iter().filter(|pk| mesh.peers.contains(pk)).collect(),
         };
         send_each(&st, to, &ev);
+    }
+
+    /// Whether a peer of `mesh` is online, and when it was last seen.
+    pub(crate) fn presence(&self, mesh: &Key, peer: &Key) -> Option<(bool, u64)> {
+        let st = self.lock();
+        let p = st.peers.get(peer).filter(|p| p.rec.mesh_id == *mesh)?;
+        let seen = if p.online() {
+            crate::util::now_ms()
+        } else {
+            p.rec.last_seen_ms
+        };
+        Some((p.online(), seen))
     }
 
     /// Stop announcing this peer's comings and goings (it is hiding): no "left" event later.
