@@ -15,6 +15,7 @@ pub fn dispatch(hub: &Arc<Hub>, s: &Session, req: Request, r: Responder) {
         Request::Msg(q) => hub.msg(s, q, r),
         Request::Peers(q) => crate::cap::peers::broker::handle(Ctx::new(hub, s), q, r),
         Request::State(q) => crate::cap::state::broker::handle(Ctx::new(hub, s), q, r),
+        Request::Tasks(q) => crate::cap::tasks::broker::handle(Ctx::new(hub, s), q, r),
     }
 }
 

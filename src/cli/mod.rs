@@ -38,6 +38,7 @@ pub enum Cmd {
     Inbox(InboxCmd),
     Group(crate::cap::peers::cli::GroupCmd),
     State(crate::cap::state::cli::StateCmd),
+    Task(crate::cap::tasks::cli::TaskCmd),
     Status(StatusCmd),
     Doctor(DoctorCmd),
     Service(ServiceCmd),
@@ -452,6 +453,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Inbox(c) => inbox(&home, c).await,
         Cmd::Group(c) => crate::cap::peers::cli::group(&home, c).await,
         Cmd::State(c) => crate::cap::state::cli::run(&home, c).await,
+        Cmd::Task(c) => crate::cap::tasks::cli::run(&home, c).await,
         Cmd::Status(c) => status(&home, c).await,
         Cmd::Doctor(c) => {
             let checks =

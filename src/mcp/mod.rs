@@ -831,6 +831,7 @@ fn tool_groups() -> Vec<(&'static str, ToolRouter<MeshServer>)> {
         ("msg", MeshServer::tool_router()),
         ("peers", MeshServer::peers_tools()),
         ("state", MeshServer::state_tools()),
+        ("tasks", MeshServer::tasks_tools()),
     ]
 }
 

@@ -8,11 +8,14 @@
 use super::*;
 
 /// Number of request kinds (and of response kinds: one each).
-pub const KINDS: usize = 20;
+pub const KINDS: usize = 27;
 
 /// A position for every request kind, 0..KINDS.
 pub fn request_index(r: &Request) -> usize {
-    use {conn::Request as C, msg::Request as M, peers::Request as P, state::Request as S};
+    use {
+        conn::Request as C, msg::Request as M, peers::Request as P, state::Request as S,
+        tasks::Request as T,
+    };
     match r {
         Request::Conn(C::Ping {}) => 0,
         Request::Msg(M::Send { .. }) => 1,
@@ -34,12 +37,22 @@ pub fn request_index(r: &Request) -> usize {
         Request::State(S::List { .. }) => 17,
         Request::State(S::Watch { .. }) => 18,
         Request::State(S::Unwatch { .. }) => 19,
+        Request::Tasks(T::Create { .. }) => 20,
+        Request::Tasks(T::Claim { .. }) => 21,
+        Request::Tasks(T::Unclaim { .. }) => 22,
+        Request::Tasks(T::Complete { .. }) => 23,
+        Request::Tasks(T::Get { .. }) => 24,
+        Request::Tasks(T::List { .. }) => 25,
+        Request::Tasks(T::Watch { .. }) => 26,
     }
 }
 
 /// A position for every response kind: the same as its request's.
 pub fn response_index(r: &Response) -> usize {
-    use {conn::Response as C, msg::Response as M, peers::Response as P, state::Response as S};
+    use {
+        conn::Response as C, msg::Response as M, peers::Response as P, state::Response as S,
+        tasks::Response as T,
+    };
     match r {
         Response::Conn(C::Ping { .. }) => 0,
         Response::Msg(M::Send { .. }) => 1,
@@ -61,6 +74,13 @@ pub fn response_index(r: &Response) -> usize {
         Response::State(S::List { .. }) => 17,
         Response::State(S::Watch { .. }) => 18,
         Response::State(S::Unwatch { .. }) => 19,
+        Response::Tasks(T::Create { .. }) => 20,
+        Response::Tasks(T::Claim { .. }) => 21,
+        Response::Tasks(T::Unclaim { .. }) => 22,
+        Response::Tasks(T::Complete { .. }) => 23,
+        Response::Tasks(T::Get { .. }) => 24,
+        Response::Tasks(T::List { .. }) => 25,
+        Response::Tasks(T::Watch { .. }) => 26,
     }
 }
 
@@ -138,6 +158,31 @@ fn state_entry() -> state::Entry {
     }
 }
 
+fn task() -> tasks::Task {
+    tasks::Task {
+        id: Id16([8; 16]),
+        title: "fix the parser".into(),
+        body: "tests in tests/parse.rs".into(),
+        status: tasks::TaskStatus::Claimed,
+        priority: "high".into(),
+        tags: vec!["rust".into()],
+        depends_on: vec![Id16([9; 16])],
+        created_by: "alice".into(),
+        assignee: Some("bob-claude-1a2b".into()),
+        claimed_by: Some("bob-claude-1a2b".into()),
+        lease_until_ms: Some(20),
+        result: String::new(),
+        created_at_ms: 16,
+        updated_at_ms: 17,
+        history: vec![tasks::HistoryEntry {
+            at_ms: 17,
+            by: "bob-claude-1a2b".into(),
+            action: "claimed".into(),
+            note: "lease 600 s".into(),
+        }],
+    }
+}
+
 /// A state change as a watcher gets it.
 pub fn feed() -> Feed {
     Feed {
@@ -157,7 +202,10 @@ pub fn feed() -> Feed {
 
 /// One request of every kind, in index order.
 pub fn requests() -> Vec<Request> {
-    use {conn::Request as C, msg::Request as M, peers::Request as P, state::Request as S};
+    use {
+        conn::Request as C, msg::Request as M, peers::Request as P, state::Request as S,
+        tasks::Request as T,
+    };
     vec![
         Request::Conn(C::Ping {}),
         Request::Msg(M::Send {
@@ -217,12 +265,42 @@ pub fn requests() -> Vec<Request> {
             from_version: Some(4),
         }),
         Request::State(S::Unwatch { sub: 7 }),
+        Request::Tasks(T::Create {
+            title: "fix the parser".into(),
+            body: "tests in tests/parse.rs".into(),
+            assignee: Some("bob".into()),
+            priority: Some("high".into()),
+            tags: vec!["rust".into()],
+            depends_on: vec![Id16([9; 16])],
+        }),
+        Request::Tasks(T::Claim {
+            id: Id16([8; 16]),
+            lease_s: Some(600),
+        }),
+        Request::Tasks(T::Unclaim { id: Id16([8; 16]) }),
+        Request::Tasks(T::Complete {
+            id: Id16([8; 16]),
+            result: "merged".into(),
+        }),
+        Request::Tasks(T::Get { id: Id16([8; 16]) }),
+        Request::Tasks(T::List {
+            status: Some(tasks::TaskStatus::Open),
+            assignee: None,
+            tag: Some("rust".into()),
+        }),
+        Request::Tasks(T::Watch {
+            id: Id16([8; 16]),
+            on: true,
+        }),
     ]
 }
 
 /// One response of every kind, in index order.
 pub fn responses() -> Vec<Response> {
-    use {conn::Response as C, msg::Response as M, peers::Response as P, state::Response as S};
+    use {
+        conn::Response as C, msg::Response as M, peers::Response as P, state::Response as S,
+        tasks::Response as T,
+    };
     vec![
         Response::Conn(C::Ping { server_time_ms: 99 }),
         Response::Msg(M::Send {
@@ -301,6 +379,28 @@ pub fn responses() -> Vec<Response> {
             next_version: 4,
         }),
         Response::State(S::Unwatch { existed: true }),
+        Response::Tasks(T::Create {
+            task: Box::new(task()),
+        }),
+        Response::Tasks(T::Claim {
+            claimed: false,
+            task: Box::new(task()),
+            blocked_by: vec![Id16([9; 16])],
+        }),
+        Response::Tasks(T::Unclaim {
+            task: Box::new(task()),
+        }),
+        Response::Tasks(T::Complete {
+            task: Box::new(task()),
+        }),
+        Response::Tasks(T::Get {
+            task: Box::new(task()),
+        }),
+        Response::Tasks(T::List {
+            tasks: vec![task()],
+            truncated: false,
+        }),
+        Response::Tasks(T::Watch { watching: true }),
     ]
 }
 

@@ -18,6 +18,7 @@ pub mod json;
 pub mod msg;
 pub mod peers;
 pub mod state;
+pub mod tasks;
 
 pub use self::bytes::{Blob, Id16, Key, Sig};
 pub use codec::{Codec, DecodeError};
@@ -249,6 +250,7 @@ pub enum Request {
     Msg(msg::Request),
     Peers(peers::Request),
     State(state::Request),
+    Tasks(tasks::Request),
 }
 
 /// A successful answer, same capability and kind as its request.
@@ -259,6 +261,7 @@ pub enum Response {
     Msg(msg::Response),
     Peers(peers::Response),
     State(state::Response),
+    Tasks(tasks::Response),
 }
 
 impl Request {
@@ -277,7 +280,7 @@ impl Request {
 
 /// What one broker offers: every capability with its version, as `name/version`; sent in
 /// `hello_ack.caps` so clients hide what a broker lacks.
-pub const CAPS: &[&str] = &[conn::CAP, msg::CAP, peers::CAP, state::CAP];
+pub const CAPS: &[&str] = &[conn::CAP, msg::CAP, peers::CAP, state::CAP, tasks::CAP];
 
 /// Frames the broker sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -442,6 +445,16 @@ impl From<msg::Response> for Response {
 impl From<peers::Response> for Response {
     fn from(r: peers::Response) -> Self {
         Response::Peers(r)
+    }
+}
+impl From<tasks::Response> for Response {
+    fn from(r: tasks::Response) -> Self {
+        Response::Tasks(r)
+    }
+}
+impl From<tasks::Request> for Request {
+    fn from(r: tasks::Request) -> Self {
+        Request::Tasks(r)
     }
 }
 impl From<state::Response> for Response {

@@ -13,5 +13,6 @@ mod json_protocol;
 mod messaging;
 mod peers;
 mod state;
+mod tasks;
 mod tls;
 mod wire;

@@ -1,0 +1,253 @@
+//! The task board end to end (real in-process broker, real clients, real redb): one winner
+//! per claim race, dependencies, claimer-only completion, claim leases, history, events,
+//! restart, bad input.
+
+use crate::common::*;
+use claudemesh::cap::tasks::client::NewTask;
+use claudemesh::client::{Client, Inbound};
+use claudemesh::proto::tasks::TaskStatus;
+use claudemesh::proto::{ErrorCode, Event, Id16};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn new(title: &str) -> NewTask {
+    NewTask {
+        title: title.into(),
+        ..Default::default()
+    }
+}
+
+/// The next event of `kind` `c` receives within `WAIT`.
+async fn event(c: &Client, kind: &str) -> Option<Event> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, c.recv()).await {
+            Ok(Some(Inbound::Event(e))) if e.kind == kind => return Some(e),
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_task_is_created_claimed_and_completed_and_its_creator_sees_the_result() {
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let (a, b) = (alice.connect().await, bob.connect().await);
+    let t = a
+        .task_create(NewTask {
+            title: "fix the parser".into(),
+            body: "see tests/parse.rs".into(),
+            assignee: Some("bob".into()),
+            priority: Some("high".into()),
+            tags: vec!["rust".into()],
+            depends_on: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(t.status, TaskStatus::Open);
+    assert_eq!(t.created_by, "alice");
+    let told = event(&b, "task_assigned")
+        .await
+        .expect("the assignee is told");
+    assert!(told.text.contains("fix the parser"), "{}", told.text);
+    let c = b.task_claim(t.id, None).await.unwrap();
+    assert!(c.claimed);
+    assert_eq!(c.task.claimed_by.as_deref(), Some("bob"));
+    let e = event(&a, "task_claimed")
+        .await
+        .expect("the creator is told");
+    assert!(e.text.contains("bob"));
+    let done = b.task_complete(t.id, "merged in 4f2a").await.unwrap();
+    assert_eq!(done.status, TaskStatus::Completed);
+    let e = event(&a, "task_completed").await.expect("completion event");
+    assert!(e.text.contains("merged in 4f2a"), "{}", e.text);
+    let seen = a.task_get(t.id).await.unwrap();
+    assert_eq!(seen.result, "merged in 4f2a");
+    let actions: Vec<&str> = seen.history.iter().map(|h| h.action.as_str()).collect();
+    assert_eq!(actions, ["created", "claimed", "completed"]);
+    assert_eq!(seen.history[1].by, "bob");
+    // Lists filter by status, assignee and tag, without histories.
+    let (open, _) = a
+        .task_list(Some(TaskStatus::Open), None, None)
+        .await
+        .unwrap();
+    assert!(open.is_empty());
+    let (mine, _) = a
+        .task_list(None, Some("bob".into()), Some("rust".into()))
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert!(mine[0].history.is_empty());
+}
+
+#[tokio::test]
+async fn two_peers_racing_for_a_claim_have_exactly_one_winner_in_100_trials() {
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let (a, b) = (
+        Arc::new(alice.connect().await),
+        Arc::new(bob.connect().await),
+    );
+    for i in 0..100 {
+        let t = a.task_create(new(&format!("task {i}"))).await.unwrap();
+        let (a2, b2) = (a.clone(), b.clone());
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { a2.task_claim(t.id, None).await.unwrap() }),
+            tokio::spawn(async move { b2.task_claim(t.id, None).await.unwrap() }),
+        );
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert!(ra.claimed != rb.claimed, "trial {i}: {ra:?} / {rb:?}");
+        let winner = if ra.claimed { "alice" } else { "bob" };
+        let loser_view = if ra.claimed { &rb.task } else { &ra.task };
+        assert_eq!(
+            loser_view.claimed_by.as_deref(),
+            Some(winner),
+            "the loser is told who won"
+        );
+        assert_eq!(
+            a.task_get(t.id).await.unwrap().claimed_by.as_deref(),
+            Some(winner)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_task_with_open_dependencies_cannot_be_claimed_until_they_are_completed() {
+    let mesh = Mesh::start().await;
+    let alice = mesh.member("alice").await;
+    let a = alice.connect().await;
+    let first = a.task_create(new("schema")).await.unwrap();
+    let then = a
+        .task_create(NewTask {
+            depends_on: vec![first.id],
+            ..new("migration")
+        })
+        .await
+        .unwrap();
+    let c = a.task_claim(then.id, None).await.unwrap();
+    assert!(!c.claimed);
+    assert_eq!(c.blocked_by, [first.id]);
+    assert_eq!(a.task_get(then.id).await.unwrap().status, TaskStatus::Open);
+    assert!(a.task_claim(first.id, None).await.unwrap().claimed);
+    a.task_complete(first.id, "").await.unwrap();
+    assert!(a.task_claim(then.id, None).await.unwrap().claimed);
+}
+
+#[tokio::test]
+async fn only_the_claimer_completes_or_unclaims_and_a_completed_task_stays_completed() {
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let (a, b) = (alice.connect().await, bob.connect().await);
+    let t = a.task_create(new("review")).await.unwrap();
+    let e = b.task_complete(t.id, "").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden), "{e}");
+    assert!(e.to_string().contains("claim"), "{e}");
+    assert!(a.task_claim(t.id, None).await.unwrap().claimed);
+    let e = b.task_complete(t.id, "").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+    let e = b.task_unclaim(t.id).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Forbidden));
+    // The claimer gives it up: it is open, bob takes it, and alice hears of it.
+    assert_eq!(a.task_unclaim(t.id).await.unwrap().status, TaskStatus::Open);
+    assert!(b.task_claim(t.id, None).await.unwrap().claimed);
+    b.task_complete(t.id, "ok").await.unwrap();
+    let again = a.task_claim(t.id, None).await.unwrap();
+    assert!(!again.claimed, "a completed task is not claimed");
+    assert_eq!(again.task.status, TaskStatus::Completed);
+    let e = b.task_complete(t.id, "twice").await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict));
+    assert_eq!(
+        a.task_get(t.id).await.unwrap().result,
+        "ok",
+        "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn a_lapsed_claim_lease_returns_the_task_to_open_with_an_event_also_after_a_restart() {
+    let mut mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let (a, b) = (alice.connect().await, bob.connect().await);
+    let t = a.task_create(new("flaky test")).await.unwrap();
+    let c = b.task_claim(t.id, Some(1)).await.unwrap();
+    assert!(c.claimed && c.task.lease_until_ms.is_some());
+    let e = event(&a, "task_lease_expired").await.expect("lapse event");
+    assert!(e.text.contains("bob"), "{}", e.text);
+    let now = a.task_get(t.id).await.unwrap();
+    assert_eq!(now.status, TaskStatus::Open);
+    assert_eq!(now.history.last().unwrap().action, "lease_expired");
+    // A lease that runs out while the broker is down lapses when it is back.
+    let t2 = a.task_create(new("another")).await.unwrap();
+    assert!(b.task_claim(t2.id, Some(1)).await.unwrap().claimed);
+    let done = a.task_create(new("kept")).await.unwrap();
+    assert!(b.task_claim(done.id, None).await.unwrap().claimed);
+    drop((a, b));
+    mesh.stop().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    mesh.restart().await;
+    let a = alice.connect().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while a.task_get(t2.id).await.unwrap().status != TaskStatus::Open {
+        assert!(tokio::time::Instant::now() < deadline, "lease never lapsed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kept = a.task_get(done.id).await.unwrap();
+    assert_eq!(
+        (kept.status, kept.claimed_by.as_deref()),
+        (TaskStatus::Claimed, Some("bob"))
+    );
+    assert_eq!(a.task_list(None, None, None).await.unwrap().0.len(), 3);
+}
+
+#[tokio::test]
+async fn bad_task_requests_get_a_clear_error_and_change_nothing() {
+    let mesh = Mesh::start().await;
+    let alice = mesh.member("alice").await;
+    let a = alice.connect().await;
+    let nobody = Id16([3; 16]);
+    for e in [
+        a.task_get(nobody).await.unwrap_err(),
+        a.task_claim(nobody, None).await.unwrap_err(),
+        a.task_complete(nobody, "").await.unwrap_err(),
+        a.task_watch(nobody, true).await.unwrap_err(),
+    ] {
+        assert_eq!(e.code(), Some(ErrorCode::NotFound), "{e}");
+    }
+    let e = a.task_create(new("")).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::BadRequest));
+    let e = a.task_create(new(&"t".repeat(257))).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::TooLarge));
+    let e = a
+        .task_create(NewTask {
+            priority: Some("asap".into()),
+            ..new("x")
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("urgent"), "{e}");
+    let e = a
+        .task_create(NewTask {
+            depends_on: vec![nobody],
+            ..new("x")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::NotFound));
+    let e = a
+        .task_create(NewTask {
+            assignee: Some("ghost".into()),
+            ..new("x")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnknownTarget));
+    let t = a.task_create(new("ok")).await.unwrap();
+    let e = a.task_claim(t.id, Some(0)).await.unwrap_err();
+    assert!(e.to_string().contains("lease_s"), "{e}");
+    let e = a.task_unclaim(t.id).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Conflict), "not claimed");
+    let (all, _) = a.task_list(None, None, None).await.unwrap();
+    assert_eq!(all.len(), 1, "only the good task was stored");
+    assert_eq!(all[0].status, TaskStatus::Open);
+}
