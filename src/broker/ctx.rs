@@ -102,6 +102,11 @@ impl Ctx {
         self.hub.presence(&self.s.mesh, peer)
     }
 
+    /// How long a peer may be gone before the mesh treats it as having left.
+    pub fn grace(&self) -> std::time::Duration {
+        self.hub.cfg.grace
+    }
+
     /// The caller's mesh.
     pub fn mesh(&self) -> Key {
         self.s.mesh

@@ -8,20 +8,29 @@
 //! `broker::dispatch`, `mcp::tool_groups`, [`TOOL_GROUPS`], `cli::Cmd` (and its `run` arm),
 //! [`TABLES`] if it has tables, and `pub mod` here.
 
+pub mod leases;
 pub mod peers;
 pub mod state;
 pub mod tasks;
 
 /// Tables of capabilities, created when the broker opens its store (each capability that
 /// stores anything of its own adds its `tables::create` here; `peers` uses the core's).
-pub const TABLES: &[crate::store::CreateTables] = &[state::tables::create, tasks::tables::create];
+pub const TABLES: &[crate::store::CreateTables] = &[
+    state::tables::create,
+    tasks::tables::create,
+    leases::tables::create,
+];
 
 /// Tool groups a session can narrow its MCP tools to (`claudemesh mcp --tools`,
 /// `CLAUDEMESH_TOOLS`): each capability's name as in `hello_ack.caps`, without version.
-pub const TOOL_GROUPS: &[&str] = &["msg", "peers", "state", "tasks"];
+pub const TOOL_GROUPS: &[&str] = &["msg", "peers", "state", "tasks", "leases"];
 
 /// Work capabilities start with the broker (sweepers, due timers), one line each.
-pub const START: &[fn(&crate::broker::ctx::Ctx)] = &[state::broker::start, tasks::broker::start];
+pub const START: &[fn(&crate::broker::ctx::Ctx)] = &[
+    state::broker::start,
+    tasks::broker::start,
+    leases::broker::start,
+];
 
 /// A subscription's item as a one-line event for a session (MCP, `claudemesh` verbs); one
 /// line per capability with subscriptions.

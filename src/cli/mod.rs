@@ -39,6 +39,7 @@ pub enum Cmd {
     Group(crate::cap::peers::cli::GroupCmd),
     State(crate::cap::state::cli::StateCmd),
     Task(crate::cap::tasks::cli::TaskCmd),
+    Lease(crate::cap::leases::cli::LeaseCmd),
     Status(StatusCmd),
     Doctor(DoctorCmd),
     Service(ServiceCmd),
@@ -454,6 +455,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Group(c) => crate::cap::peers::cli::group(&home, c).await,
         Cmd::State(c) => crate::cap::state::cli::run(&home, c).await,
         Cmd::Task(c) => crate::cap::tasks::cli::run(&home, c).await,
+        Cmd::Lease(c) => crate::cap::leases::cli::run(&home, c).await,
         Cmd::Status(c) => status(&home, c).await,
         Cmd::Doctor(c) => {
             let checks =

@@ -380,6 +380,11 @@ impl MeshServer {
             .await)
     }
 
+    /// The session's working directory.
+    pub(crate) fn cwd(&self) -> PathBuf {
+        self.inner.cwd.clone()
+    }
+
     /// Remember a subscription of this session under `label`; returns the one it replaces.
     pub(crate) fn remember_sub(&self, label: &str, mesh: &str, sub: u64) -> Option<(String, u64)> {
         self.inner
@@ -832,6 +837,7 @@ fn tool_groups() -> Vec<(&'static str, ToolRouter<MeshServer>)> {
         ("peers", MeshServer::peers_tools()),
         ("state", MeshServer::state_tools()),
         ("tasks", MeshServer::tasks_tools()),
+        ("leases", MeshServer::leases_tools()),
     ]
 }
 

@@ -8,13 +8,13 @@
 use super::*;
 
 /// Number of request kinds (and of response kinds: one each).
-pub const KINDS: usize = 27;
+pub const KINDS: usize = 30;
 
 /// A position for every request kind, 0..KINDS.
 pub fn request_index(r: &Request) -> usize {
     use {
-        conn::Request as C, msg::Request as M, peers::Request as P, state::Request as S,
-        tasks::Request as T,
+        conn::Request as C, leases::Request as L, msg::Request as M, peers::Request as P,
+        state::Request as S, tasks::Request as T,
     };
     match r {
         Request::Conn(C::Ping {}) => 0,
@@ -44,14 +44,17 @@ pub fn request_index(r: &Request) -> usize {
         Request::Tasks(T::Get { .. }) => 24,
         Request::Tasks(T::List { .. }) => 25,
         Request::Tasks(T::Watch { .. }) => 26,
+        Request::Leases(L::Reserve { .. }) => 27,
+        Request::Leases(L::Release { .. }) => 28,
+        Request::Leases(L::List { .. }) => 29,
     }
 }
 
 /// A position for every response kind: the same as its request's.
 pub fn response_index(r: &Response) -> usize {
     use {
-        conn::Response as C, msg::Response as M, peers::Response as P, state::Response as S,
-        tasks::Response as T,
+        conn::Response as C, leases::Response as L, msg::Response as M, peers::Response as P,
+        state::Response as S, tasks::Response as T,
     };
     match r {
         Response::Conn(C::Ping { .. }) => 0,
@@ -81,6 +84,9 @@ pub fn response_index(r: &Response) -> usize {
         Response::Tasks(T::Get { .. }) => 24,
         Response::Tasks(T::List { .. }) => 25,
         Response::Tasks(T::Watch { .. }) => 26,
+        Response::Leases(L::Reserve { .. }) => 27,
+        Response::Leases(L::Release { .. }) => 28,
+        Response::Leases(L::List { .. }) => 29,
     }
 }
 
@@ -158,6 +164,20 @@ fn state_entry() -> state::Entry {
     }
 }
 
+fn lease() -> leases::Lease {
+    leases::Lease {
+        id: Id16([10; 16]),
+        paths: vec!["src/parser.rs".into()],
+        exclusive: true,
+        reason: "splitting the lexer".into(),
+        holder: "bob-claude-1a2b".into(),
+        holder_key: Key([1; 32]),
+        member_name: "bob".into(),
+        created_at_ms: 18,
+        expires_at_ms: 19,
+    }
+}
+
 fn task() -> tasks::Task {
     tasks::Task {
         id: Id16([8; 16]),
@@ -203,8 +223,8 @@ pub fn feed() -> Feed {
 /// One request of every kind, in index order.
 pub fn requests() -> Vec<Request> {
     use {
-        conn::Request as C, msg::Request as M, peers::Request as P, state::Request as S,
-        tasks::Request as T,
+        conn::Request as C, leases::Request as L, msg::Request as M, peers::Request as P,
+        state::Request as S, tasks::Request as T,
     };
     vec![
         Request::Conn(C::Ping {}),
@@ -292,14 +312,27 @@ pub fn requests() -> Vec<Request> {
             id: Id16([8; 16]),
             on: true,
         }),
+        Request::Leases(L::Reserve {
+            paths: vec!["src/parser.rs".into(), "src/lexer/**".into()],
+            exclusive: Some(true),
+            ttl_s: Some(1800),
+            reason: "splitting the lexer".into(),
+        }),
+        Request::Leases(L::Release {
+            paths: vec![],
+            lease_id: Some(Id16([10; 16])),
+        }),
+        Request::Leases(L::List {
+            path: Some("src/parser.rs".into()),
+        }),
     ]
 }
 
 /// One response of every kind, in index order.
 pub fn responses() -> Vec<Response> {
     use {
-        conn::Response as C, msg::Response as M, peers::Response as P, state::Response as S,
-        tasks::Response as T,
+        conn::Response as C, leases::Response as L, msg::Response as M, peers::Response as P,
+        state::Response as S, tasks::Response as T,
     };
     vec![
         Response::Conn(C::Ping { server_time_ms: 99 }),
@@ -401,6 +434,17 @@ pub fn responses() -> Vec<Response> {
             truncated: false,
         }),
         Response::Tasks(T::Watch { watching: true }),
+        Response::Leases(L::Reserve {
+            granted: false,
+            lease: None,
+            conflicts: vec![lease()],
+        }),
+        Response::Leases(L::Release {
+            released: vec![Id16([10; 16])],
+        }),
+        Response::Leases(L::List {
+            leases: vec![lease()],
+        }),
     ]
 }
 

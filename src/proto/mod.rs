@@ -15,6 +15,7 @@ pub mod codec;
 pub mod conn;
 pub mod examples;
 pub mod json;
+pub mod leases;
 pub mod msg;
 pub mod peers;
 pub mod state;
@@ -251,6 +252,7 @@ pub enum Request {
     Peers(peers::Request),
     State(state::Request),
     Tasks(tasks::Request),
+    Leases(leases::Request),
 }
 
 /// A successful answer, same capability and kind as its request.
@@ -262,6 +264,7 @@ pub enum Response {
     Peers(peers::Response),
     State(state::Response),
     Tasks(tasks::Response),
+    Leases(leases::Response),
 }
 
 impl Request {
@@ -280,7 +283,14 @@ impl Request {
 
 /// What one broker offers: every capability with its version, as `name/version`; sent in
 /// `hello_ack.caps` so clients hide what a broker lacks.
-pub const CAPS: &[&str] = &[conn::CAP, msg::CAP, peers::CAP, state::CAP, tasks::CAP];
+pub const CAPS: &[&str] = &[
+    conn::CAP,
+    msg::CAP,
+    peers::CAP,
+    state::CAP,
+    tasks::CAP,
+    leases::CAP,
+];
 
 /// Frames the broker sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -445,6 +455,16 @@ impl From<msg::Response> for Response {
 impl From<peers::Response> for Response {
     fn from(r: peers::Response) -> Self {
         Response::Peers(r)
+    }
+}
+impl From<leases::Response> for Response {
+    fn from(r: leases::Response) -> Self {
+        Response::Leases(r)
+    }
+}
+impl From<leases::Request> for Request {
+    fn from(r: leases::Request) -> Self {
+        Request::Leases(r)
     }
 }
 impl From<tasks::Response> for Response {

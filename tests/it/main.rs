@@ -10,6 +10,7 @@ mod crypto_vectors;
 mod fuzz_corpus;
 mod hostile;
 mod json_protocol;
+mod leases;
 mod messaging;
 mod peers;
 mod state;
