@@ -11,6 +11,7 @@
 pub mod leases;
 pub mod peers;
 pub mod state;
+pub mod streams;
 pub mod tasks;
 
 /// Tables of capabilities, created when the broker opens its store (each capability that
@@ -23,13 +24,14 @@ pub const TABLES: &[crate::store::CreateTables] = &[
 
 /// Tool groups a session can narrow its MCP tools to (`claudemesh mcp --tools`,
 /// `CLAUDEMESH_TOOLS`): each capability's name as in `hello_ack.caps`, without version.
-pub const TOOL_GROUPS: &[&str] = &["msg", "peers", "state", "tasks", "leases"];
+pub const TOOL_GROUPS: &[&str] = &["msg", "peers", "state", "tasks", "leases", "streams"];
 
 /// Work capabilities start with the broker (sweepers, due timers), one line each.
 pub const START: &[fn(&crate::broker::ctx::Ctx)] = &[
     state::broker::start,
     tasks::broker::start,
     leases::broker::start,
+    streams::broker::start,
 ];
 
 /// A subscription's item as a one-line event for a session (MCP, `claudemesh` verbs); one
@@ -37,5 +39,6 @@ pub const START: &[fn(&crate::broker::ctx::Ctx)] = &[
 pub fn feed_event(f: &crate::proto::Feed) -> crate::proto::Event {
     match &f.body {
         crate::proto::Push::State(c) => state::client::change_event(c),
+        crate::proto::Push::Streams(m) => streams::client::message_event(m),
     }
 }

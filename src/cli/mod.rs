@@ -40,6 +40,7 @@ pub enum Cmd {
     State(crate::cap::state::cli::StateCmd),
     Task(crate::cap::tasks::cli::TaskCmd),
     Lease(crate::cap::leases::cli::LeaseCmd),
+    Stream(crate::cap::streams::cli::StreamCmd),
     Status(StatusCmd),
     Doctor(DoctorCmd),
     Service(ServiceCmd),
@@ -456,6 +457,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::State(c) => crate::cap::state::cli::run(&home, c).await,
         Cmd::Task(c) => crate::cap::tasks::cli::run(&home, c).await,
         Cmd::Lease(c) => crate::cap::leases::cli::run(&home, c).await,
+        Cmd::Stream(c) => crate::cap::streams::cli::run(&home, c).await,
         Cmd::Status(c) => status(&home, c).await,
         Cmd::Doctor(c) => {
             let checks =

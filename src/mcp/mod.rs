@@ -838,6 +838,7 @@ fn tool_groups() -> Vec<(&'static str, ToolRouter<MeshServer>)> {
         ("state", MeshServer::state_tools()),
         ("tasks", MeshServer::tasks_tools()),
         ("leases", MeshServer::leases_tools()),
+        ("streams", MeshServer::streams_tools()),
     ]
 }
 

@@ -8,13 +8,13 @@
 use super::*;
 
 /// Number of request kinds (and of response kinds: one each).
-pub const KINDS: usize = 30;
+pub const KINDS: usize = 36;
 
 /// A position for every request kind, 0..KINDS.
 pub fn request_index(r: &Request) -> usize {
     use {
         conn::Request as C, leases::Request as L, msg::Request as M, peers::Request as P,
-        state::Request as S, tasks::Request as T,
+        state::Request as S, streams::Request as X, tasks::Request as T,
     };
     match r {
         Request::Conn(C::Ping {}) => 0,
@@ -47,6 +47,12 @@ pub fn request_index(r: &Request) -> usize {
         Request::Leases(L::Reserve { .. }) => 27,
         Request::Leases(L::Release { .. }) => 28,
         Request::Leases(L::List { .. }) => 29,
+        Request::Streams(X::Create { .. }) => 30,
+        Request::Streams(X::Publish { .. }) => 31,
+        Request::Streams(X::Subscribe { .. }) => 32,
+        Request::Streams(X::Unsubscribe { .. }) => 33,
+        Request::Streams(X::Read { .. }) => 34,
+        Request::Streams(X::List {}) => 35,
     }
 }
 
@@ -54,7 +60,7 @@ pub fn request_index(r: &Request) -> usize {
 pub fn response_index(r: &Response) -> usize {
     use {
         conn::Response as C, leases::Response as L, msg::Response as M, peers::Response as P,
-        state::Response as S, tasks::Response as T,
+        state::Response as S, streams::Response as X, tasks::Response as T,
     };
     match r {
         Response::Conn(C::Ping { .. }) => 0,
@@ -87,6 +93,12 @@ pub fn response_index(r: &Response) -> usize {
         Response::Leases(L::Reserve { .. }) => 27,
         Response::Leases(L::Release { .. }) => 28,
         Response::Leases(L::List { .. }) => 29,
+        Response::Streams(X::Create { .. }) => 30,
+        Response::Streams(X::Publish { .. }) => 31,
+        Response::Streams(X::Subscribe { .. }) => 32,
+        Response::Streams(X::Unsubscribe { .. }) => 33,
+        Response::Streams(X::Read { .. }) => 34,
+        Response::Streams(X::List { .. }) => 35,
     }
 }
 
@@ -164,6 +176,30 @@ fn state_entry() -> state::Entry {
     }
 }
 
+fn stream_info() -> streams::StreamInfo {
+    streams::StreamInfo {
+        name: "build/events".into(),
+        first_seq: 1,
+        last_seq: 6,
+        count: 6,
+        bytes: 120,
+        max_msgs: Some(10_000),
+        max_bytes: None,
+        max_age_s: Some(86_400),
+    }
+}
+
+/// A stream message as read or pushed.
+pub fn stream_message() -> streams::Message {
+    streams::Message {
+        stream: "build/events".into(),
+        seq: 6,
+        data: json(),
+        by: "alice".into(),
+        at_ms: 21,
+    }
+}
+
 fn lease() -> leases::Lease {
     leases::Lease {
         id: Id16([10; 16]),
@@ -224,7 +260,7 @@ pub fn feed() -> Feed {
 pub fn requests() -> Vec<Request> {
     use {
         conn::Request as C, leases::Request as L, msg::Request as M, peers::Request as P,
-        state::Request as S, tasks::Request as T,
+        state::Request as S, streams::Request as X, tasks::Request as T,
     };
     vec![
         Request::Conn(C::Ping {}),
@@ -325,6 +361,29 @@ pub fn requests() -> Vec<Request> {
         Request::Leases(L::List {
             path: Some("src/parser.rs".into()),
         }),
+        Request::Streams(X::Create {
+            name: "build/events".into(),
+            max_msgs: Some(10_000),
+            max_bytes: None,
+            max_age_s: Some(86_400),
+        }),
+        Request::Streams(X::Publish {
+            stream: "build/events".into(),
+            data: json(),
+        }),
+        Request::Streams(X::Subscribe {
+            sub: 8,
+            stream: "build/events".into(),
+            from_seq: Some(5),
+            last: None,
+        }),
+        Request::Streams(X::Unsubscribe { sub: 8 }),
+        Request::Streams(X::Read {
+            stream: "build/events".into(),
+            from_seq: 1,
+            limit: 100,
+        }),
+        Request::Streams(X::List {}),
     ]
 }
 
@@ -332,7 +391,7 @@ pub fn requests() -> Vec<Request> {
 pub fn responses() -> Vec<Response> {
     use {
         conn::Response as C, leases::Response as L, msg::Response as M, peers::Response as P,
-        state::Response as S, tasks::Response as T,
+        state::Response as S, streams::Response as X, tasks::Response as T,
     };
     vec![
         Response::Conn(C::Ping { server_time_ms: 99 }),
@@ -444,6 +503,24 @@ pub fn responses() -> Vec<Response> {
         }),
         Response::Leases(L::List {
             leases: vec![lease()],
+        }),
+        Response::Streams(X::Create {
+            stream: stream_info(),
+        }),
+        Response::Streams(X::Publish { seq: 6 }),
+        Response::Streams(X::Subscribe {
+            sub: 8,
+            next_seq: 5,
+            first_seq: 1,
+        }),
+        Response::Streams(X::Unsubscribe { existed: true }),
+        Response::Streams(X::Read {
+            messages: vec![stream_message()],
+            first_seq: 1,
+            last_seq: 6,
+        }),
+        Response::Streams(X::List {
+            streams: vec![stream_info()],
         }),
     ]
 }

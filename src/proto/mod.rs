@@ -19,6 +19,7 @@ pub mod leases;
 pub mod msg;
 pub mod peers;
 pub mod state;
+pub mod streams;
 pub mod tasks;
 
 pub use self::bytes::{Blob, Id16, Key, Sig};
@@ -253,6 +254,7 @@ pub enum Request {
     State(state::Request),
     Tasks(tasks::Request),
     Leases(leases::Request),
+    Streams(streams::Request),
 }
 
 /// A successful answer, same capability and kind as its request.
@@ -265,6 +267,7 @@ pub enum Response {
     State(state::Response),
     Tasks(tasks::Response),
     Leases(leases::Response),
+    Streams(streams::Response),
 }
 
 impl Request {
@@ -290,6 +293,7 @@ pub const CAPS: &[&str] = &[
     state::CAP,
     tasks::CAP,
     leases::CAP,
+    streams::CAP,
 ];
 
 /// Frames the broker sends.
@@ -327,6 +331,7 @@ pub struct Feed {
 #[serde(rename_all = "snake_case")]
 pub enum Push {
     State(state::Change),
+    Streams(streams::Message),
 }
 
 /// Sent after a successful hello.
@@ -455,6 +460,16 @@ impl From<msg::Response> for Response {
 impl From<peers::Response> for Response {
     fn from(r: peers::Response) -> Self {
         Response::Peers(r)
+    }
+}
+impl From<streams::Response> for Response {
+    fn from(r: streams::Response) -> Self {
+        Response::Streams(r)
+    }
+}
+impl From<streams::Request> for Request {
+    fn from(r: streams::Request) -> Self {
+        Request::Streams(r)
     }
 }
 impl From<leases::Response> for Response {

@@ -441,6 +441,26 @@ pub fn streams_of(
     })
 }
 
+/// Every log of every mesh whose stream name starts with `prefix`.
+pub fn all_streams(store: &Store, prefix: &str) -> Result<Vec<(LogId, StreamInfo)>, StoreError> {
+    store.read(|tx| {
+        let t = STREAMS.read(tx)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, info) = row?;
+            let k = k.value();
+            let (Some(mesh), Some(name)) = (k.get(..32), k.get(34..)) else {
+                continue;
+            };
+            let name = String::from_utf8_lossy(name);
+            if let (true, Ok(mesh)) = (name.starts_with(prefix), <[u8; 32]>::try_from(mesh)) {
+                out.push((LogId::new(Key(mesh), name.into_owned()), info));
+            }
+        }
+        Ok(out)
+    })
+}
+
 #[derive(Debug)]
 struct Append {
     id: LogId,

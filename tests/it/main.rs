@@ -14,6 +14,7 @@ mod leases;
 mod messaging;
 mod peers;
 mod state;
+mod streams;
 mod tasks;
 mod tls;
 mod wire;

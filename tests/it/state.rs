@@ -19,7 +19,7 @@ async fn changes_within(c: &Client, d: Duration) -> Vec<Change> {
     let mut out = Vec::new();
     while let Ok(Some(x)) = tokio::time::timeout_at(deadline, c.recv()).await {
         if let Inbound::Feed(f) = x {
-            let Push::State(ch) = f.body;
+            let Push::State(ch) = f.body else { continue };
             out.push(ch);
         }
     }
@@ -33,7 +33,7 @@ async fn changes(c: &Client, n: usize) -> Vec<Change> {
     while out.len() < n {
         match tokio::time::timeout_at(deadline, c.recv()).await {
             Ok(Some(Inbound::Feed(f))) => {
-                let Push::State(ch) = f.body;
+                let Push::State(ch) = f.body else { continue };
                 out.push(ch);
             }
             Ok(Some(_)) => continue,

@@ -212,7 +212,7 @@ pub async fn run(home: &Home, c: StateCmd) -> Result<()> {
             }
             while let Some(x) = client.recv().await {
                 let Inbound::Feed(f) = x else { continue };
-                let Push::State(ch) = &f.body;
+                let Push::State(ch) = &f.body else { continue };
                 if c.json {
                     println!("{}", serde_json::to_string(ch)?);
                 } else {
