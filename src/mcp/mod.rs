@@ -352,12 +352,20 @@ impl MeshServer {
                 urgent += held.iter().filter(|m| **m == l.mesh).count() as u32;
             }
         }
-        if urgent > 0 {
-            r.content.push(ContentBlock::text(format!(
+        let notice = if urgent > 0 {
+            Some(format!(
                 "[claudemesh] {urgent} unread message(s) (use check_messages)"
-            )));
+            ))
         } else if low > 0 {
-            r.content.push(ContentBlock::text(format!("[claudemesh] {low} low-priority message(s) waiting (check_messages when convenient)")));
+            Some(format!("[claudemesh] {low} low-priority message(s) waiting (check_messages when convenient)"))
+        } else {
+            None
+        };
+        if let Some(n) = notice {
+            if let Some(serde_json::Value::Object(o)) = r.structured_content.as_mut() {
+                o.insert("notice".into(), serde_json::Value::String(n.clone()));
+            }
+            r.content.push(ContentBlock::text(n));
         }
         r
     }
@@ -371,8 +379,20 @@ impl MeshServer {
         Ok(self
             .with_unread(match r {
                 Ok((s, v)) => {
+                    // Claude Code shows the model `structuredContent` instead of the text
+                    // when there is one: the sentence goes in too, as `summary`.
+                    let mut obj = match v {
+                        serde_json::Value::Object(o) => o,
+                        serde_json::Value::Null => serde_json::Map::new(),
+                        other => {
+                            let mut o = serde_json::Map::new();
+                            o.insert("data".into(), other);
+                            o
+                        }
+                    };
+                    obj.insert("summary".into(), serde_json::Value::String(s.clone()));
                     let mut r = text_result(s);
-                    r.structured_content = Some(v);
+                    r.structured_content = Some(serde_json::Value::Object(obj));
                     r
                 }
                 Err(e) => error_result(e),

@@ -431,3 +431,144 @@ async fn claude_launch_resume_keeps_the_peer_identity_and_queued_messages() {
     );
     assert!(all.contains("from peer \"alice\""), "{all}");
 }
+
+/// A tool result's sentence: Claude Code hands the model `structuredContent` (which holds
+/// the sentence as `summary`) when a result has one, else the text.
+fn summary(s: &str) -> String {
+    serde_json::from_str::<Value>(s)
+        .ok()
+        .and_then(|v| v["summary"].as_str().map(str::to_string))
+        .unwrap_or_else(|| s.to_string())
+}
+
+/// The first task or lease id (32 hex digits) in `s`.
+fn hex_id(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    (0..b.len().saturating_sub(31)).find_map(|i| {
+        let w = &s[i..i + 32];
+        let edge = |j: usize| b.get(j).is_none_or(|c| !c.is_ascii_hexdigit());
+        (w.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+            && (i == 0 || edge(i - 1))
+            && edge(i + 32))
+        .then(|| w.to_string())
+    })
+}
+
+#[tokio::test]
+async fn claude_sessions_share_a_task_state_and_a_lease_a_creates_b_claims_and_completes_a_sees_it()
+{
+    let _machine = crate::shared();
+    let Some(claude) = claude_bin() else { return };
+    let mesh = Mesh::start().await;
+    let (alice_m, bob_m) = (mesh.member("alice").await, mesh.member("bob").await);
+    let token = format!("t{}", claudemesh::util::now_ms());
+
+    // A: create a task, publish its plan in state, lease the file it is about.
+    let t = token.clone();
+    let a_api = FakeApi::start(move |step, _| match step {
+        0 => tool(
+            "create_task",
+            json!({"title": format!("fix the parser {t}"), "tags": ["rust"]}),
+        ),
+        1 => tool(
+            "set_state",
+            json!({"key": format!("plan/{t}"), "value": {"owner": "alice", "step": 1}}),
+        ),
+        2 => tool(
+            "reserve_files",
+            json!({"paths": ["src/parser.rs"], "reason": format!("reading {t}")}),
+        ),
+        _ => Reply::Text("set up".into()),
+    })
+    .await;
+    let mut a = User::new(&mesh.tmp.path().join("u-alice"), &claude, &alice_m.home.dir);
+    a.api = Some(a_api.url.clone());
+    let mut b = User::new(&mesh.tmp.path().join("u-bob"), &claude, &bob_m.home.dir);
+    for u in [&a, &b] {
+        assert!(u.run(Path::new(BIN), &["install"]).await.status.success());
+    }
+    assert!(a
+        .launch_print(&["--name", "alice"], "set up the work")
+        .await
+        .status
+        .success());
+    let a_last = a_api.requests().last().unwrap().clone();
+    let created = summary(&tool_result(&a_last, "create_task").join(""));
+    let id = hex_id(&created).unwrap_or_else(|| panic!("create_task names the id: {created}"));
+    let set = summary(&tool_result(&a_last, "set_state").join(""));
+    assert!(set.contains("set plan/"), "set_state result: {set}");
+    let reserved = summary(&tool_result(&a_last, "reserve_files").join(""));
+    assert!(
+        reserved.contains("reserved"),
+        "reserve_files result: {reserved}"
+    );
+
+    // B: find the open task, claim it, run into A's lease, read A's plan, complete it.
+    let t = token.clone();
+    let b_api = FakeApi::start(move |step, body| match step {
+        0 => tool("list_tasks", json!({"status": "open"})),
+        1 => {
+            let listed = summary(&tool_result(body, "list_tasks").join(""));
+            let id = hex_id(&listed).unwrap_or_default();
+            tool("claim_task", json!({"id": id}))
+        }
+        2 => tool("reserve_files", json!({"paths": ["src/*.rs"]})),
+        3 => tool("get_state", json!({"key": format!("plan/{t}")})),
+        4 => {
+            let listed = summary(&tool_result(body, "list_tasks").join(""));
+            let id = hex_id(&listed).unwrap_or_default();
+            tool(
+                "complete_task",
+                json!({"id": id, "result": format!("fixed {t} in 4f2a")}),
+            )
+        }
+        _ => Reply::Text("done".into()),
+    })
+    .await;
+    b.api = Some(b_api.url.clone());
+    assert!(b
+        .launch_print(&["--name", "bob"], "pick up work")
+        .await
+        .status
+        .success());
+    let b_last = b_api.requests().last().unwrap().clone();
+    assert!(summary(&tool_result(&b_last, "list_tasks").join("")).contains(&id));
+    let claimed = summary(&tool_result(&b_last, "claim_task").join(""));
+    assert!(claimed.starts_with("claimed"), "B won the claim: {claimed}");
+    let lease = summary(&tool_result(&b_last, "reserve_files").join(""));
+    assert!(
+        lease.contains("not reserved") && lease.contains("alice") && lease.contains(&token),
+        "B is told A holds the file, and why: {lease}"
+    );
+    let plan = summary(&tool_result(&b_last, "get_state").join(""));
+    assert!(
+        plan.contains("\"owner\":\"alice\""),
+        "B reads A's state: {plan}"
+    );
+    let done = summary(&tool_result(&b_last, "complete_task").join(""));
+    assert!(done.starts_with("completed"), "{done}");
+
+    // A again: the task shows B's result.
+    let tid = id.clone();
+    let a2_api = FakeApi::start(move |step, _| match step {
+        0 => tool("get_task", json!({"id": tid})),
+        _ => Reply::Text("seen".into()),
+    })
+    .await;
+    a.api = Some(a2_api.url.clone());
+    assert!(a
+        .launch_print(&["--name", "alice"], "check the task")
+        .await
+        .status
+        .success());
+    let seen = summary(&tool_result(a2_api.requests().last().unwrap(), "get_task").join(""));
+    assert!(
+        seen.contains("completed") && seen.contains(&format!("fixed {token} in 4f2a")),
+        "A sees B's result: {seen}"
+    );
+    assert!(
+        seen.contains("claimed") && seen.contains("bob"),
+        "with its history: {seen}"
+    );
+}
