@@ -1,9 +1,10 @@
 //! `cargo run --release --bin loadtest -- WORKLOAD [flags]`: the load harness.
-//! Workloads: `ref`, `idle`, `durable`, `fanout`, `quick` (those four, small), and `log`
-//! (the store's append-only log alone, no broker). The broker
+//! Workloads: `ref`, `idle`, `durable`, `fanout`, `quick` (those four, small), `coord` (state,
+//! tasks, streams) and `log` (the store's append-only log alone, no broker). The broker
 //! runs as a separate process (this binary re-executed as `broker`, which is the same
 //! library code as `claudemesh serve`). See docs/BENCHMARKS.md.
 
+mod coordbench;
 mod harness;
 mod logbench;
 
@@ -26,6 +27,7 @@ enum Cmd {
     Fanout(FanoutArgs),
     Quick(QuickArgs),
     Log(LogArgs),
+    Coord(CoordArgs),
     Broker(BrokerArgs),
 }
 
@@ -42,6 +44,27 @@ struct LogArgs {
     /// payload bytes per record (default 200)
     #[argh(option, default = "200")]
     payload: usize,
+}
+
+/// coordination: state sets with 8 writers and watch latency, a claim race, stream publish and replay
+#[derive(FromArgs)]
+#[argh(subcommand, name = "coord")]
+struct CoordArgs {
+    /// state sets (default 100000)
+    #[argh(option, default = "100000")]
+    sets: u64,
+    /// outstanding requests per writer/publisher (default 64)
+    #[argh(option, default = "64")]
+    window: usize,
+    /// peers racing for tasks (default 100)
+    #[argh(option, default = "100")]
+    peers: usize,
+    /// tasks to race for (default 1000)
+    #[argh(option, default = "1000")]
+    tasks: usize,
+    /// stream messages to publish and replay (default 100000)
+    #[argh(option, default = "100000")]
+    msgs: u64,
 }
 
 /// N peers x M DMs to random peers, all at once
@@ -180,6 +203,9 @@ fn main() {
             Cmd::Fanout(a) => harness::run_fanout(&spec, a.recipients, a.secs, a.ramp_secs).await,
             Cmd::Quick(_) => harness::run_quick(&spec).await,
             Cmd::Log(a) => logbench::run(a.appends, a.writers, a.payload).await,
+            Cmd::Coord(a) => {
+                coordbench::run(&spec, a.sets, a.window, a.peers, a.tasks, a.msgs).await
+            }
             Cmd::Broker(_) => unreachable!(),
         }
     });
