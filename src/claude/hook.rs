@@ -24,6 +24,9 @@ pub enum HookKind {
     Idle,
     /// PostToolUse: deliver `now` messages.
     PostTool,
+    /// PreToolUse on Edit/Write (opt-in, `install --lease-hook`): warn when another peer
+    /// holds a file lease on the file about to change. Never blocks.
+    PreEdit,
 }
 
 impl std::str::FromStr for HookKind {
@@ -33,8 +36,9 @@ impl std::str::FromStr for HookKind {
             "working" => Ok(HookKind::Working),
             "idle" => Ok(HookKind::Idle),
             "post-tool" => Ok(HookKind::PostTool),
+            "pre-edit" => Ok(HookKind::PreEdit),
             _ => Err(format!(
-                "unknown hook '{s}' (expected working, idle or post-tool)"
+                "unknown hook '{s}' (expected working, idle, post-tool or pre-edit)"
             )),
         }
     }
@@ -46,6 +50,10 @@ pub struct HookInput {
     pub session_id: Option<String>,
     pub hook_event_name: Option<String>,
     pub transcript_path: Option<String>,
+    /// PreToolUse: the tool's arguments (`file_path` / `notebook_path`) and the session's
+    /// directory.
+    pub tool_input: Option<serde_json::Value>,
+    pub cwd: Option<String>,
 }
 
 /// Run a hook; returns what to print on stdout (nothing when there is nothing to say).
@@ -53,6 +61,7 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
     let input: HookInput = serde_json::from_str(input).unwrap_or_default();
     let session_id = input
         .session_id
+        .clone()
         .filter(|s| session::valid_session_id(s))
         .or_else(|| {
             std::env::var("CLAUDEMESH_SESSION_ID")
@@ -60,6 +69,9 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
                 .filter(|s| session::valid_session_id(s))
         })?;
     let cfg = home.load().ok()?;
+    if kind == HookKind::PreEdit {
+        return lease_warning(home, &cfg.meshes, &session_id, &input).await;
+    }
     let mut shown: Vec<(String, InboxMessage)> = Vec::new();
     let mut low_waiting = 0usize;
     for mc in &cfg.meshes {
@@ -109,6 +121,7 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
         HookKind::Working => "UserPromptSubmit".into(),
         HookKind::PostTool => "PostToolUse".into(),
         HookKind::Idle => "Stop".into(),
+        HookKind::PreEdit => "PreToolUse".into(),
     });
     let low_note =
         format!("({low_waiting} low-priority message(s) wait: check_messages when convenient.)\n");
@@ -124,4 +137,74 @@ pub async fn run(home: &Home, kind: HookKind, input: &str) -> Option<String> {
         (false, false) => format::messages(&shown, cfg.meshes.len() > 1, &[]),
     };
     Some(serde_json::json!({"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}}).to_string())
+}
+
+/// The PreToolUse lease check: the leases of other peers covering the file, as context
+/// for the model and a message for the user; nothing when the file is free, the input has
+/// no file, or no broker answers within a few seconds.
+async fn lease_warning(
+    home: &Home,
+    meshes: &[crate::client::config::MeshConfig],
+    session_id: &str,
+    input: &HookInput,
+) -> Option<String> {
+    let tool = input.tool_input.as_ref()?;
+    let file = tool
+        .get("file_path")
+        .or_else(|| tool.get("notebook_path"))
+        .and_then(|v| v.as_str())?;
+    let cwd = input
+        .cwd
+        .as_deref()
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())?;
+    let path = crate::cap::leases::client::lease_path(&cwd, file);
+    let mut held = Vec::new();
+    for mc in meshes {
+        let name = session::peer_name(&mc.name, session_id);
+        let o = ClientOptions::one_shot(home, mc, session_id, &name);
+        let Ok(c) = Client::connect(o, Duration::from_secs(3)).await else {
+            continue;
+        };
+        let me = c.peer_key();
+        if let Ok(Ok(leases)) = tokio::time::timeout(
+            Duration::from_secs(3),
+            c.list_reservations(Some(path.clone())),
+        )
+        .await
+        {
+            held.extend(leases.into_iter().filter(|l| l.holder_key != me));
+        }
+        c.close().await;
+    }
+    if held.is_empty() {
+        return None;
+    }
+    let who: Vec<String> = held
+        .iter()
+        .map(|l| {
+            format!(
+                "{} ({}){}, until {}",
+                l.holder,
+                l.paths.join(", "),
+                if l.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": \"{}\"", l.reason)
+                },
+                crate::util::rfc3339(l.expires_at_ms)
+            )
+        })
+        .collect();
+    let text = format!(
+        "[claudemesh] {path} is leased by another session: {}. Coordinate with them (send_message) before changing it, or pick other work.",
+        who.join("; ")
+    );
+    Some(
+        serde_json::json!({
+            "systemMessage": text,
+            "hookSpecificOutput": {"hookEventName": "PreToolUse", "additionalContext": text},
+        })
+        .to_string(),
+    )
 }

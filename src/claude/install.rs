@@ -57,6 +57,16 @@ pub const HOOKS: &[(&str, &str)] = &[
     ("PostToolUse", "post-tool"),
 ];
 
+/// The opt-in PreToolUse hook (`install --lease-hook`): before an edit, warn when another
+/// peer holds a file lease on the file.
+pub const LEASE_HOOK: (&str, &str) = ("PreToolUse", "pre-edit");
+const LEASE_MATCHER: &str = "Edit|Write|MultiEdit|NotebookEdit";
+
+/// Every event a claudemesh hook may be registered for.
+fn all_hooks() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    HOOKS.iter().chain(std::iter::once(&LEASE_HOOK))
+}
+
 /// A file's bytes and its JSON object.
 pub(crate) type Loaded = (Vec<u8>, Map<String, Value>);
 
@@ -139,8 +149,9 @@ pub struct Report {
     pub backups: Vec<PathBuf>,
 }
 
-/// Add the MCP server entry and the hooks. `exe` is the claudemesh binary to run.
-pub fn install(paths: &ClaudePaths, exe: &Path) -> Result<Report, InstallError> {
+/// Add the MCP server entry and the hooks (with `lease_hook`, also the PreToolUse lease
+/// warning; without, an earlier one is removed). `exe` is the claudemesh binary to run.
+pub fn install(paths: &ClaudePaths, exe: &Path, lease_hook: bool) -> Result<Report, InstallError> {
     // Read and check both files before changing either.
     let cj = read(&paths.claude_json)?;
     let st = read(&paths.settings)?;
@@ -169,7 +180,16 @@ pub fn install(paths: &ClaudePaths, exe: &Path) -> Result<Report, InstallError> 
         *hooks = json!({});
     }
     if let Some(h) = hooks.as_object_mut() {
-        for (event, arg) in HOOKS {
+        for (event, arg) in all_hooks() {
+            let wanted = lease_hook || (*event, *arg) != LEASE_HOOK;
+            let matcher = if (*event, *arg) == LEASE_HOOK {
+                LEASE_MATCHER
+            } else {
+                ""
+            };
+            if !wanted && !h.contains_key(*event) {
+                continue;
+            }
             let list = h.entry(event.to_string()).or_insert_with(|| json!([]));
             if !list.is_array() {
                 *list = json!([]);
@@ -188,7 +208,17 @@ pub fn install(paths: &ClaudePaths, exe: &Path) -> Result<Report, InstallError> 
                     .and_then(Value::as_array)
                     .is_none_or(|hs| !hs.is_empty())
             });
-            groups.push(json!({"matcher": "", "hooks": [{"type": "command", "command": format!("{exe_s} hook {arg}"), "timeout": 30}]}));
+            if wanted {
+                groups.push(json!({"matcher": matcher, "hooks": [{"type": "command", "command": format!("{exe_s} hook {arg}"), "timeout": 30}]}));
+            }
+        }
+        // An opted-out lease hook leaves no empty event behind.
+        if !lease_hook
+            && h.get(LEASE_HOOK.0)
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.is_empty())
+        {
+            h.remove(LEASE_HOOK.0);
         }
     }
     if let Some(b) = write(&paths.settings, old.as_deref(), &m)? {
@@ -222,7 +252,7 @@ pub fn inspect(paths: &ClaudePaths) -> Result<Inspection, InstallError> {
             });
     }
     if let Some((_, m)) = read(&paths.settings)? {
-        for (event, _) in HOOKS {
+        for (event, _) in all_hooks() {
             let found = m
                 .get("hooks")
                 .and_then(|h| h.get(*event))
@@ -258,7 +288,7 @@ pub fn uninstall(paths: &ClaudePaths) -> Result<Report, InstallError> {
     }
     if let Some((old, mut m)) = st {
         if let Some(h) = m.get_mut("hooks").and_then(Value::as_object_mut) {
-            for (event, _) in HOOKS {
+            for (event, _) in all_hooks() {
                 if let Some(groups) = h.get_mut(*event).and_then(Value::as_array_mut) {
                     for g in groups.iter_mut() {
                         if let Some(hs) = g.get_mut("hooks").and_then(Value::as_array_mut) {
@@ -308,13 +338,13 @@ mod tests {
         let user_hook = json!({"hooks": {"Stop": [{"matcher": "", "hooks": [{"type": "command", "command": "say done"}]}]}, "model": "x"});
         std::fs::write(&p.settings, serde_json::to_vec(&user_hook).unwrap()).unwrap();
         let exe = Path::new("/usr/local/bin/claudemesh");
-        let r1 = install(&p, exe).unwrap();
+        let r1 = install(&p, exe, false).unwrap();
         assert_eq!(r1.backups.len(), 2, "both originals backed up");
         let after1 = (
             std::fs::read(&p.claude_json).unwrap(),
             std::fs::read(&p.settings).unwrap(),
         );
-        let r2 = install(&p, exe).unwrap();
+        let r2 = install(&p, exe, false).unwrap();
         assert!(r2.backups.is_empty(), "second install changes nothing");
         assert_eq!(
             after1,
@@ -351,7 +381,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = paths(d.path());
         std::fs::write(&p.claude_json, b"{\"mcpServers\": {,}").unwrap();
-        let e = install(&p, Path::new("/bin/claudemesh"))
+        let e = install(&p, Path::new("/bin/claudemesh"), false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -366,10 +396,33 @@ mod tests {
     }
 
     #[test]
+    fn the_lease_hook_is_added_only_when_asked_and_a_plain_install_takes_it_out() {
+        let d = tempfile::tempdir().unwrap();
+        let p = paths(d.path());
+        let exe = Path::new("/bin/claudemesh");
+        install(&p, exe, true).unwrap();
+        let st: Value = serde_json::from_slice(&std::fs::read(&p.settings).unwrap()).unwrap();
+        let pre = &st["hooks"]["PreToolUse"][0];
+        assert_eq!(pre["matcher"], LEASE_MATCHER);
+        assert!(pre["hooks"][0]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("hook pre-edit"));
+        assert!(inspect(&p)
+            .unwrap()
+            .hooks
+            .contains(&"PreToolUse".to_string()));
+        install(&p, exe, false).unwrap();
+        let st: Value = serde_json::from_slice(&std::fs::read(&p.settings).unwrap()).unwrap();
+        assert!(st["hooks"].get("PreToolUse").is_none(), "{st}");
+        assert!(st["hooks"].get("Stop").is_some());
+    }
+
+    #[test]
     fn install_into_an_empty_home_creates_both_files() {
         let d = tempfile::tempdir().unwrap();
         let p = paths(d.path());
-        install(&p, Path::new("/bin/claudemesh")).unwrap();
+        install(&p, Path::new("/bin/claudemesh"), false).unwrap();
         let st: Value = serde_json::from_slice(&std::fs::read(&p.settings).unwrap()).unwrap();
         for (event, _) in HOOKS {
             assert_eq!(st["hooks"][event].as_array().unwrap().len(), 1);

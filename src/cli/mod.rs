@@ -107,6 +107,9 @@ pub struct InstallCmd {
     /// the agent to connect: claude (default: MCP entry + hooks), codex, gemini or opencode
     #[argh(option, default = "String::from(\"claude\")")]
     pub client: String,
+    /// claude: also warn before an Edit/Write of a file another peer has leased (PreToolUse)
+    #[argh(switch)]
+    pub lease_hook: bool,
 }
 
 /// remove what `install` added to an agent's config (--client as for install)
@@ -499,10 +502,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Install(_) => {
+        Cmd::Install(c) => {
             let exe = std::env::current_exe().context("cannot find this binary's path")?;
             let paths = crate::claude::install::ClaudePaths::from_env();
-            let r = crate::claude::install::install(&paths, &exe)?;
+            let r = crate::claude::install::install(&paths, &exe, c.lease_hook)?;
             println!(
                 "installed: MCP server 'claudemesh' in {} and hooks in {}",
                 paths.claude_json.display(),

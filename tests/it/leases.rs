@@ -237,3 +237,56 @@ async fn bad_lease_requests_get_a_clear_error_and_change_nothing() {
     assert_eq!(e.code(), Some(ErrorCode::BadRequest));
     assert!(a.list_reservations(None).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_pre_edit_hook_warns_about_a_file_another_peer_leased_and_is_silent_otherwise() {
+    use claudemesh::claude::hook::{run, HookKind};
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let b = bob.connect().await;
+    let project = mesh.tmp.path().join("project");
+    std::fs::create_dir_all(project.join(".git")).unwrap();
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    b.reserve_files(v(&["src/parser.rs"]), None, None, "splitting the lexer")
+        .await
+        .unwrap();
+    let input = |file: &str| {
+        serde_json::json!({
+            "session_id": "0c0ffee0-0000-4000-8000-000000000001",
+            "hook_event_name": "PreToolUse",
+            "tool_name": "Edit",
+            "tool_input": {"file_path": project.join(file).to_string_lossy()},
+            "cwd": project.join("src").to_string_lossy(),
+        })
+        .to_string()
+    };
+    let out = run(&alice.home, HookKind::PreEdit, &input("src/parser.rs"))
+        .await
+        .expect("a warning");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ctx = v["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap();
+    assert_eq!(v["hookSpecificOutput"]["hookEventName"], "PreToolUse");
+    assert!(
+        ctx.contains("src/parser.rs") && ctx.contains("bob") && ctx.contains("splitting the lexer"),
+        "{ctx}"
+    );
+    assert!(
+        v.get("hookSpecificOutput")
+            .unwrap()
+            .get("permissionDecision")
+            .is_none(),
+        "it never blocks"
+    );
+    assert!(run(&alice.home, HookKind::PreEdit, &input("src/lexer.rs"))
+        .await
+        .is_none());
+    // Leases are per session: another session of the holder's member is warned too.
+    assert!(
+        run(&bob.home, HookKind::PreEdit, &input("src/parser.rs"))
+            .await
+            .is_some(),
+        "bob's Claude session is another peer than bob's CLI"
+    );
+}
