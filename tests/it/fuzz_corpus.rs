@@ -114,6 +114,15 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         out.push(("frame_json", serde_json::to_vec(f).unwrap()));
         out.push(("frame_binary", postcard::to_allocvec(f).unwrap()));
     }
+    // Every request kind of every capability, and a subscription feed.
+    for (i, q) in examples::requests().into_iter().enumerate() {
+        let f = req(100 + i as u64, q);
+        out.push(("frame_json", serde_json::to_vec(&f).unwrap()));
+        out.push(("frame_binary", postcard::to_allocvec(&f).unwrap()));
+    }
+    let feed = ServerFrame::Feed(examples::feed());
+    out.push(("frame_json", serde_json::to_vec(&feed).unwrap()));
+    out.push(("frame_binary", postcard::to_allocvec(&feed).unwrap()));
     out.push(("frame_json", serde_json::to_vec(&deliver).unwrap()));
     out.push(("frame_binary", postcard::to_allocvec(&deliver).unwrap()));
     out.push(("invite", link.clone().into_bytes()));
