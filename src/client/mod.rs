@@ -221,10 +221,11 @@ struct Shared {
 }
 
 /// How to (re)subscribe: the request for (sub id, first sequence wanted), and the next
-/// sequence this client expects (anything below it is a repeat and dropped).
+/// sequence this client expects (anything below it is a repeat and dropped; `None` until
+/// the broker said where the subscription starts or an item came).
 struct Sub {
     make: Arc<dyn Fn(u64, Option<u64>) -> Request + Send + Sync>,
-    next: u64,
+    next: Option<u64>,
 }
 
 /// A live client. Dropping it closes the connection.
@@ -683,17 +684,11 @@ impl Client {
         let sub = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let make: Arc<dyn Fn(u64, Option<u64>) -> Request + Send + Sync> = Arc::new(make);
         let req = make(sub, from);
-        lock(&self.shared.subs).insert(
-            sub,
-            Sub {
-                make,
-                next: from.unwrap_or(0),
-            },
-        );
+        lock(&self.shared.subs).insert(sub, Sub { make, next: from });
         match self.call(req, pick).await {
             Ok((t, next)) => {
                 if let Some(s) = lock(&self.shared.subs).get_mut(&sub) {
-                    s.next = s.next.max(next);
+                    s.next = Some(s.next.map_or(next, |n| n.max(next)));
                 }
                 Ok((sub, t))
             }
@@ -713,7 +708,7 @@ impl Client {
 
     /// The next sequence expected on subscription `sub`.
     pub fn subscription_next(&self, sub: u64) -> Option<u64> {
-        lock(&self.shared.subs).get(&sub).map(|s| s.next)
+        lock(&self.shared.subs).get(&sub).and_then(|s| s.next)
     }
 
     /// Close the connection and stop reconnecting.
@@ -940,14 +935,16 @@ async fn run(sh: Arc<Shared>, mut out_rx: mpsc::UnboundedReceiver<ClientFrame>) 
         });
         let mut written: HashSet<ReqId> = HashSet::new();
         // Subscriptions resume where they were, before anything else is sent (their
-        // replies have no waiter; a refusal is logged).
+        // replies have no waiter; a refusal is logged). One whose first answer has not come yet is left to its
+        // own request, which is retried after the reconnect.
         let renew: Vec<ClientFrame> = lock(&sh.subs)
             .iter()
-            .map(|(sub, s)| {
-                ClientFrame::Req(Req {
+            .filter_map(|(sub, s)| {
+                let next = s.next?;
+                Some(ClientFrame::Req(Req {
                     id: sh.next_id.fetch_add(1, Ordering::Relaxed),
-                    body: (s.make)(*sub, Some(s.next)),
-                })
+                    body: (s.make)(*sub, Some(next)),
+                }))
             })
             .collect();
         let mut renewed = true;
@@ -1074,8 +1071,16 @@ fn fail_pending(sh: &Shared, written: Option<&HashSet<ReqId>>) {
 fn on_frame(sh: &Shared, f: ServerFrame, acks: &mut Vec<Id16>, written: &mut HashSet<ReqId>) {
     if let Some(id) = f.reply_id() {
         written.remove(&id);
-        if let Some(tx) = lock(&sh.pending).remove(&id) {
-            let _ = tx.send(Ok(f));
+        let waiter = lock(&sh.pending).remove(&id);
+        match (waiter, f) {
+            (Some(tx), f) => {
+                let _ = tx.send(Ok(f));
+            }
+            // A renewed subscription refused (nobody waits for its answer).
+            (None, ServerFrame::Error(e)) => {
+                tracing::warn!(code = ?e.code, message = %e.message, "a request nobody waits for any more (a renewed subscription, a timed-out call) was refused");
+            }
+            (None, _) => {}
         }
         return;
     }
@@ -1092,8 +1097,8 @@ fn on_frame(sh: &Shared, f: ServerFrame, acks: &mut Vec<Id16>, written: &mut Has
         }
         ServerFrame::Feed(f) => {
             let fresh = match lock(&sh.subs).get_mut(&f.sub) {
-                Some(s) if f.seq >= s.next => {
-                    s.next = f.seq + 1;
+                Some(s) if s.next.is_none_or(|n| f.seq >= n) => {
+                    s.next = Some(f.seq + 1);
                     true
                 }
                 _ => false,

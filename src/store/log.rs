@@ -77,6 +77,17 @@ pub struct Retention {
     pub max_age_ms: Option<u64>,
 }
 
+/// An append refused before it was queued: [`Refused::run`] tells its completion (call it
+/// with no lock held that the completion may take).
+#[must_use = "run it once no lock is held, or the append is never answered"]
+pub struct Refused(Box<dyn FnOnce() + Send>);
+
+impl Refused {
+    pub fn run(self) {
+        (self.0)()
+    }
+}
+
 /// How an append is kept (see [`Logs::append_with`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppendOpts {
@@ -179,15 +190,19 @@ impl Logs {
             retention,
             ..Default::default()
         };
-        self.append_with(store, id, subject, data, opts, |_| None, done);
+        if let Err(refused) = self.append_with(store, id, subject, data, opts, |_| None, done) {
+            refused.run();
+        }
     }
 
     /// [`append`](Logs::append) with options: keep only the subject's newest record
     /// (`replace`, for key-value logs), and a capability write made in the same
     /// transaction (`also`, given the sequence: e.g. an index row, all or nothing with the
-    /// record). Returns the sequence assigned (`None`: refused at once, `done` already
-    /// told), so a capability that calls this under its own lock can record the version
-    /// before the commit: requests after it see it even while it is being written.
+    /// record). Returns the sequence assigned, so a capability that calls this under its
+    /// own lock can record the version before the commit: requests after it see it even
+    /// while it is being written. Refused at once (the store is closed, the log's row
+    /// unreadable): `done` has not run; the caller runs the returned [`Refused`] after
+    /// releasing its own locks (`done` may take them).
     #[allow(clippy::too_many_arguments)]
     pub fn append_with(
         self: &Arc<Self>,
@@ -198,7 +213,7 @@ impl Logs {
         opts: AppendOpts,
         also: impl FnOnce(u64) -> Option<Box<dyn CapOp>>,
         done: impl FnOnce(Result<u64, Arc<StoreError>>) + Send + 'static,
-    ) -> Option<u64> {
+    ) -> Result<u64, Refused> {
         let at_ms = crate::util::now_ms();
         let logs = self.clone();
         let key = id.clone();
@@ -212,9 +227,8 @@ impl Logs {
                     l.assigned
                 }
                 Err(e) => {
-                    drop(map);
-                    done(Err(Arc::new(e)));
-                    return None;
+                    let e = Arc::new(e);
+                    return Err(Refused(Box::new(move || done(Err(e)))));
                 }
             };
             let op = Append {
@@ -239,14 +253,8 @@ impl Logs {
                 )
                 .map(|()| seq)
         };
-        // A closed store hands the completion back: run it outside the lock.
-        match refused {
-            Ok(seq) => Some(seq),
-            Err(done) => {
-                done(Err(Arc::new(StoreError::Closed)));
-                None
-            }
-        }
+        // A closed store hands the completion back: the caller runs it outside its locks.
+        refused.map_err(|done| Refused(Box::new(move || done(Err(Arc::new(StoreError::Closed))))))
     }
 
     /// Set a log's retention, creating the log (empty) if it does not exist yet.

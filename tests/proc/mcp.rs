@@ -504,7 +504,19 @@ async fn tool_calls_with_unknown_arguments_such_as_geminis_wait_for_previous_suc
                 "list_peers",
                 "list_groups",
                 "check_messages",
-                "message_status"
+                "message_status",
+                "get_state",
+                "list_state",
+                "watch_state",
+                "unwatch_state",
+                "get_task",
+                "list_tasks",
+                "watch_task",
+                "list_reservations",
+                "subscribe",
+                "unsubscribe",
+                "read_stream",
+                "list_streams"
             ]
             .contains(&name),
             "{name}"

@@ -17,6 +17,7 @@ use std::time::Duration;
 pub const MAX_PATHS: usize = 64;
 pub const MAX_PATH: usize = 1024;
 pub const MAX_REASON: usize = 512;
+pub const MAX_STARS: usize = 16;
 pub const MAX_LEASES: usize = 1000;
 pub const DEFAULT_TTL_S: u64 = 3600;
 pub const MAX_TTL_S: u64 = 24 * 3600;
@@ -44,19 +45,21 @@ impl Leases {
         self.meshes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Write `change` (already applied in memory; `undo` puts memory back if the write
-    /// fails), then answer.
+    /// Write `change` (already applied in memory under `held`; queued before `held` is
+    /// released, so changes reach the file in the order they were decided; `undo` puts
+    /// memory back if the write fails), then answer.
     fn save(
         self: &Arc<Self>,
         ctx: &Ctx,
+        held: std::sync::MutexGuard<'_, Meshes>,
         change: Change,
         undo: Change,
         reply: impl FnOnce(Result<(), Refusal>) + Send + 'static,
     ) {
         let me = self.clone();
-        ctx.store().submit(
+        let queued = ctx.store().try_submit(
             Op::Cap(Box::new(change)),
-            Some(Box::new(move |res| match res {
+            Box::new(move |res| match res {
                 Ok(()) => reply(Ok(())),
                 Err(e) => {
                     let mut m = me.lock();
@@ -71,8 +74,12 @@ impl Leases {
                     drop(m);
                     reply(Err(Refusal::from(e)))
                 }
-            })),
+            }),
         );
+        drop(held);
+        if let Err(done) = queued {
+            done(Err(Arc::new(StoreError::Closed)));
+        }
     }
 }
 
@@ -89,6 +96,12 @@ fn check_paths(paths: &[String]) -> Result<Vec<String>, Refusal> {
             return refuse(
                 ErrorCode::BadRequest,
                 format!("a path pattern is at most {MAX_PATH} bytes without control characters"),
+            );
+        }
+        if p.matches('*').count() > MAX_STARS {
+            return refuse(
+                ErrorCode::BadRequest,
+                format!("a path pattern has at most {MAX_STARS} '*'"),
             );
         }
         let n = normalize(p);
@@ -198,7 +211,6 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                 member: caller.member,
             };
             held.insert(lease.id, rec.clone());
-            drop(m);
             let undo = Change {
                 put: vec![],
                 remove: vec![(mesh, lease.id)],
@@ -207,7 +219,7 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                 put: vec![rec],
                 remove: vec![],
             };
-            leases.save(&ctx, change, undo, move |res| {
+            leases.save(&ctx, m, change, undo, move |res| {
                 r.reply(res.map(|()| A::Reserve {
                     granted: true,
                     lease: Some(Box::new(lease)),
@@ -277,16 +289,20 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                     }
                 }
             }
-            drop(m);
             if released.is_empty() {
+                drop(m);
                 return r.ok(A::Release { released });
             }
-            leases.save(&ctx, change, undo, move |res| {
+            leases.save(&ctx, m, change, undo, move |res| {
                 r.reply(res.map(|()| A::Release { released }))
             });
         }
         Q::List { path } => {
-            let path = path.map(|p| normalize(&p));
+            let path = match path.map(|p| check_paths(&[p])) {
+                Some(Ok(mut v)) => v.pop(),
+                Some(Err(e)) => return r.err(e),
+                None => None,
+            };
             let m = leases.lock();
             let mut out: Vec<Lease> = m
                 .get(&mesh)
@@ -377,7 +393,7 @@ fn sweep(leases: &Arc<Leases>, ctx: &Ctx) {
             remove: vec![],
         };
         let ctx2 = mctx.clone();
-        leases.save(&mctx, change, undo, move |res| match res {
+        leases.save(&mctx, leases.lock(), change, undo, move |res| match res {
             Ok(()) => ctx2.notify(&Audience::Mesh, "lease_released", &text),
             Err(e) => {
                 tracing::warn!(error = %e.message, "leases: a lapsed lease could not be removed")

@@ -2,12 +2,17 @@
 //! segments, `?` one character; everything else is literal. Paths are compared as
 //! normalized text (no `./`, no doubled or trailing `/`).
 
-/// `p` without `./` segments, doubled or trailing slashes.
+/// `p` without `.` segments, doubled or trailing slashes, and with `x/..` folded (a `..`
+/// with nothing before it stays).
 pub fn normalize(p: &str) -> String {
-    let parts: Vec<&str> = p
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/').filter(|s| !s.is_empty() && *s != ".") {
+        if seg == ".." && parts.last().is_some_and(|l| *l != "..") {
+            parts.pop();
+        } else {
+            parts.push(seg);
+        }
+    }
     let joined = parts.join("/");
     if p.starts_with('/') {
         format!("/{joined}")
@@ -20,36 +25,34 @@ pub fn has_wildcard(p: &str) -> bool {
     p.contains(['*', '?'])
 }
 
-/// Whether pattern `pat` matches path `path`.
+/// Whether pattern `pat` matches path `path`, character by character. A table of
+/// (pattern position, path position), so the cost is bounded by the product of the
+/// lengths whatever the wildcards (no backtracking blow-up).
 pub fn matches(pat: &str, path: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match p.first() {
-            None => s.is_empty(),
-            Some(b'*') if p.get(1) == Some(&b'*') => {
-                let rest = &p[2..];
-                // `**/` also matches no directory at all.
-                if rest.first() == Some(&b'/') && go(&rest[1..], s) {
-                    return true;
+    let p: Vec<char> = pat.chars().collect();
+    let s: Vec<char> = path.chars().collect();
+    let (m, n) = (p.len(), s.len());
+    let w = n + 1;
+    // ok[i * w + j]: p[i..] matches s[j..]
+    let mut ok = vec![false; (m + 3) * w];
+    ok[m * w + n] = true;
+    for i in (0..m).rev() {
+        for j in (0..=n).rev() {
+            let here = j < n;
+            ok[i * w + j] = match p[i] {
+                '*' if p.get(i + 1) == Some(&'*') => {
+                    let rest = i + 2;
+                    // `**/` also matches no directory at all.
+                    let no_dir = p.get(rest) == Some(&'/') && ok[(rest + 1) * w + j];
+                    no_dir || ok[rest * w + j] || (here && ok[i * w + j + 1])
                 }
-                (0..=s.len()).any(|i| go(rest, &s[i..]))
-            }
-            Some(b'*') => {
-                let rest = &p[1..];
-                for i in 0..=s.len() {
-                    if go(rest, &s[i..]) {
-                        return true;
-                    }
-                    if s.get(i) == Some(&b'/') {
-                        break;
-                    }
-                }
-                false
-            }
-            Some(b'?') => s.first().is_some_and(|c| *c != b'/') && go(&p[1..], &s[1..]),
-            Some(c) => s.first() == Some(c) && go(&p[1..], &s[1..]),
+                '*' => ok[(i + 1) * w + j] || (here && s[j] != '/' && ok[i * w + j + 1]),
+                '?' => here && s[j] != '/' && ok[(i + 1) * w + j + 1],
+                c => here && s[j] == c && ok[(i + 1) * w + j + 1],
+            };
         }
     }
-    go(pat.as_bytes(), path.as_bytes())
+    ok[0]
 }
 
 /// The literal part of a pattern before its first wildcard.
@@ -89,6 +92,17 @@ mod tests {
         assert!(!matches("a?c", "a/c"));
         assert!(matches("Cargo.toml", "Cargo.toml"));
         assert!(!matches("Cargo.toml", "Cargo.lock"));
+        assert!(matches("caf?", "café"), "? is one character, not one byte");
+        assert!(matches("**/x", "x") && matches("a/**/x", "a/x") && matches("a/**/x", "a/b/c/x"));
+    }
+
+    #[test]
+    fn a_pattern_full_of_wildcards_on_a_long_path_answers_at_once() {
+        let pat = "*a".repeat(16) + "b";
+        let path = "a".repeat(1024);
+        let t = std::time::Instant::now();
+        assert!(!matches(&pat, &path));
+        assert!(t.elapsed() < std::time::Duration::from_millis(500));
     }
 
     #[test]
@@ -100,5 +114,7 @@ mod tests {
         assert!(!overlap("docs/*.md", "src/*.rs"));
         assert_eq!(normalize("./src//cap/"), "src/cap");
         assert_eq!(normalize("/abs/./x"), "/abs/x");
+        assert_eq!(normalize("src/../x"), "x");
+        assert_eq!(normalize("../x"), "../x");
     }
 }

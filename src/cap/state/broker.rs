@@ -199,8 +199,9 @@ impl Kv {
                     .then(|| Box::new(ttl) as Box<dyn crate::store::CapOp>)
             },
             move |res| {
-                let seq = slot.load(std::sync::atomic::Ordering::SeqCst);
                 let mut keys = kv.lock();
+                // Read under the lock: the writer stores it before releasing it.
+                let seq = slot.load(std::sync::atomic::Ordering::SeqCst);
                 match res {
                     Ok(v) => {
                         if let Some(m) = keys.get_mut(&k2) {
@@ -226,7 +227,14 @@ impl Kv {
                 }
             },
         );
-        if let Some(seq) = assigned {
+        let seq = match assigned {
+            Ok(seq) => seq,
+            Err(refused) => {
+                drop(keys);
+                return refused.run();
+            }
+        };
+        {
             seq_slot.store(seq, std::sync::atomic::Ordering::SeqCst);
             let value = rec.value.as_deref().and_then(|v| Json::parse(v).ok());
             keys.insert(
@@ -496,6 +504,7 @@ async fn sweep_due(kv: &Arc<Kv>, ctx: &Ctx, now: u64) -> Result<Option<u64>, Sto
         }
         Ok(out)
     })?;
+    let full = rows.len() >= 256;
     for (row, version) in rows {
         let Some((due, mesh, key)) = parse_ttl_key(&row) else {
             // Not a key this version writes: drop it rather than loop on it.
@@ -514,9 +523,11 @@ async fn sweep_due(kv: &Arc<Kv>, ctx: &Ctx, now: u64) -> Result<Option<u64>, Sto
         let mctx = ctx.for_mesh(mesh);
         let current = {
             let mut keys = kv.lock();
-            Kv::meta(&mctx, mesh, &mut keys, &key)
-                .map(|m| m.version == version && m.alive)
-                .unwrap_or(false)
+            match Kv::meta(&mctx, mesh, &mut keys, &key) {
+                Ok(m) => m.version == version && m.alive,
+                // Unreadable now: keep the row and try again later.
+                Err(e) => return Err(StoreError::Unavailable(e.message)),
+            }
         };
         if !current {
             // Overwritten or removed since: its row is stale.
@@ -551,5 +562,6 @@ async fn sweep_due(kv: &Arc<Kv>, ctx: &Ctx, now: u64) -> Result<Option<u64>, Sto
             return Err(StoreError::Unavailable(e.message));
         }
     }
-    Ok(None)
+    // A full batch may have more due rows behind it: look again at once.
+    Ok(full.then_some(now))
 }

@@ -62,12 +62,15 @@ impl Board {
         self.meshes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Store `rec` (already applied in memory as the task's new state; `before` is what it
-    /// replaced), then answer and send `event` to `people`. A write that fails puts
-    /// `before` back.
+    /// Store `rec` (already applied in memory as the task's new state, under `held`;
+    /// `before` is what it replaced), then answer and send `event` to `people`. The write
+    /// is queued before `held` is released, so writes of one task reach the file in the
+    /// order they were decided. A write that fails puts `before` back.
+    #[allow(clippy::too_many_arguments)]
     fn save(
         self: &Arc<Self>,
         ctx: &Ctx,
+        held: std::sync::MutexGuard<'_, Boards>,
         before: Option<TaskRecord>,
         rec: TaskRecord,
         people: Vec<Key>,
@@ -77,9 +80,9 @@ impl Board {
         let board = self.clone();
         let ctx2 = ctx.clone();
         let (mesh, id) = (rec.mesh, rec.task.id);
-        ctx.store().submit(
+        let queued = ctx.store().try_submit(
             Op::Cap(Box::new(Put(rec.clone()))),
-            Some(Box::new(move |res| match res {
+            Box::new(move |res| match res {
                 Ok(()) => {
                     reply(Ok(()));
                     if let Some((kind, text)) = event {
@@ -105,8 +108,13 @@ impl Board {
                     drop(m);
                     reply(Err(Refusal::from(e)));
                 }
-            })),
+            }),
         );
+        drop(held);
+        // A closed store hands the completion back: run it now that the lock is free.
+        if let Err(done) = queued {
+            done(Err(Arc::new(StoreError::Closed)));
+        }
     }
 }
 
@@ -231,12 +239,12 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
             let note = lease_s.map(|s| format!("lease {s} s")).unwrap_or_default();
             history(&mut next.task, &caller.peer_name, "claimed", note);
             tasks.insert(id, next.clone());
-            drop(m);
             let text = format!("{} claimed task {}", caller.peer_name, short(&next.task));
             let task = next.task.clone();
             let told = people(&[&cur, &next], Some(caller.peer));
             board.save(
                 &ctx,
+                m,
                 Some(cur),
                 next,
                 told,
@@ -400,8 +408,7 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                 next.watchers.push(caller.peer);
             }
             tasks.insert(id, next.clone());
-            drop(m);
-            board.save(&ctx, Some(cur), next, Vec::new(), None, move |res| {
+            board.save(&ctx, m, Some(cur), next, Vec::new(), None, move |res| {
                 r.reply(res.map(|()| A::Watch { watching: on }))
             });
         }
@@ -508,7 +515,6 @@ fn create(ctx: &Ctx, board: &Arc<Board>, caller: &Caller, r: Responder, c: Creat
         watchers: Vec::new(),
     };
     tasks.insert(task.id, rec.clone());
-    drop(m);
     let text = format!("{} created task {} for you", caller.peer_name, short(&task));
     let told: Vec<Key> = rec
         .assignee_peer
@@ -517,6 +523,7 @@ fn create(ctx: &Ctx, board: &Arc<Board>, caller: &Caller, r: Responder, c: Creat
         .collect();
     board.save(
         ctx,
+        m,
         None,
         rec,
         told,
@@ -546,11 +553,16 @@ where
         Err(e) => return r.err(e),
     };
     tasks.insert(id, next.clone());
-    drop(m);
     let told = people(&[&cur, &next], Some(caller.peer));
-    board.save(ctx, Some(cur), next, told, Some((kind, text)), move |res| {
-        r.reply(res.map(|()| answer))
-    });
+    board.save(
+        ctx,
+        m,
+        Some(cur),
+        next,
+        told,
+        Some((kind, text)),
+        move |res| r.reply(res.map(|()| answer)),
+    );
 }
 
 /// Start the lease sweeper (at broker start): a claim whose lease ran out returns the task
@@ -576,35 +588,37 @@ pub fn start(ctx: &Ctx) {
     });
 }
 
-/// Return every task whose claim lease ended by `now` to open.
+/// Return every task whose claim lease ended by `now` to open, one at a time, each written
+/// before the lock is let go.
 fn lapse(board: &Arc<Board>, ctx: &Ctx, now: u64) {
-    let mut due = Vec::new();
-    {
+    loop {
         let mut m = board.lock();
-        for (mesh, tasks) in m.iter_mut() {
-            for rec in tasks.values_mut() {
-                let lapsed = rec.task.status == TaskStatus::Claimed
-                    && rec.task.lease_until_ms.is_some_and(|t| t <= now);
-                if !lapsed {
-                    continue;
-                }
-                let before = rec.clone();
-                let who = rec.task.claimed_by.take().unwrap_or_default();
-                rec.task.status = TaskStatus::Open;
-                rec.task.lease_until_ms = None;
-                rec.claimer_peer = None;
-                rec.claimer_member = None;
-                history(
-                    &mut rec.task,
-                    "claudemesh",
-                    "lease_expired",
-                    format!("claimed by {who}"),
-                );
-                due.push((*mesh, before, rec.clone(), who));
-            }
-        }
-    }
-    for (mesh, before, after, who) in due {
+        let due = m.iter().find_map(|(mesh, tasks)| {
+            tasks
+                .values()
+                .find(|r| {
+                    r.task.status == TaskStatus::Claimed
+                        && r.task.lease_until_ms.is_some_and(|t| t <= now)
+                })
+                .map(|r| (*mesh, r.task.id))
+        });
+        let Some((mesh, id)) = due else { return };
+        let Some(rec) = m.get_mut(&mesh).and_then(|t| t.get_mut(&id)) else {
+            return;
+        };
+        let before = rec.clone();
+        let who = rec.task.claimed_by.take().unwrap_or_default();
+        rec.task.status = TaskStatus::Open;
+        rec.task.lease_until_ms = None;
+        rec.claimer_peer = None;
+        rec.claimer_member = None;
+        history(
+            &mut rec.task,
+            "claudemesh",
+            "lease_expired",
+            format!("claimed by {who}"),
+        );
+        let after = rec.clone();
         let text = format!(
             "the claim of {who} on task {} lapsed; it is open again",
             short(&after.task)
@@ -612,6 +626,7 @@ fn lapse(board: &Arc<Board>, ctx: &Ctx, now: u64) {
         let told = people(&[&before, &after], None);
         board.save(
             &ctx.for_mesh(mesh),
+            m,
             Some(before),
             after,
             told,
