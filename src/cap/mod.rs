@@ -9,6 +9,7 @@
 //! [`TABLES`] if it has tables, and `pub mod` here.
 
 pub mod leases;
+pub mod mesh;
 pub mod peers;
 pub mod state;
 pub mod streams;

@@ -41,6 +41,7 @@ pub enum Cmd {
     Task(crate::cap::tasks::cli::TaskCmd),
     Lease(crate::cap::leases::cli::LeaseCmd),
     Stream(crate::cap::streams::cli::StreamCmd),
+    Info(crate::cap::mesh::cli::InfoCmd),
     Status(StatusCmd),
     Doctor(DoctorCmd),
     Service(ServiceCmd),
@@ -461,6 +462,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Cmd::Task(c) => crate::cap::tasks::cli::run(&home, c).await,
         Cmd::Lease(c) => crate::cap::leases::cli::run(&home, c).await,
         Cmd::Stream(c) => crate::cap::streams::cli::run(&home, c).await,
+        Cmd::Info(c) => crate::cap::mesh::cli::run(&home, c).await,
         Cmd::Status(c) => status(&home, c).await,
         Cmd::Doctor(c) => {
             let checks =

@@ -855,6 +855,7 @@ fn tool_groups() -> Vec<(&'static str, ToolRouter<MeshServer>)> {
     vec![
         ("msg", MeshServer::tool_router()),
         ("peers", MeshServer::peers_tools()),
+        ("peers", MeshServer::mesh_tools()),
         ("state", MeshServer::state_tools()),
         ("tasks", MeshServer::tasks_tools()),
         ("leases", MeshServer::leases_tools()),

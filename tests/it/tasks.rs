@@ -251,3 +251,50 @@ async fn bad_task_requests_get_a_clear_error_and_change_nothing() {
     assert_eq!(all.len(), 1, "only the good task was stored");
     assert_eq!(all[0].status, TaskStatus::Open);
 }
+
+#[tokio::test]
+async fn mesh_info_tells_what_the_mesh_holds_in_one_call() {
+    use claudemesh::cap::streams::client::Limits;
+    use claudemesh::proto::Json;
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let (a, b) = (alice.connect().await, bob.connect().await);
+    b.join_group("eng", "lead").await.unwrap();
+    b.set_summary("on the parser").await.unwrap();
+    b.state_set(
+        "deploy/status",
+        Json::parse("\"green\"").unwrap(),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let t = b.task_create(new("write the docs")).await.unwrap();
+    let done = b.task_create(new("old")).await.unwrap();
+    b.task_claim(done.id, None).await.unwrap();
+    b.task_complete(done.id, "").await.unwrap();
+    b.stream_create("build", Limits::default()).await.unwrap();
+    b.reserve_files(vec!["src/parser.rs".into()], None, None, "")
+        .await
+        .unwrap();
+    let i = a.mesh_info().await;
+    assert!(i.unavailable.is_empty(), "{:?}", i.unavailable);
+    assert_eq!(i.peers_online, ["bob (on the parser)"]);
+    assert_eq!(i.groups, ["@eng (1)"]);
+    assert_eq!(
+        (i.state_keys, i.state_keys_shown.clone()),
+        (1, vec!["deploy/status".to_string()])
+    );
+    assert_eq!(
+        (i.tasks_open, i.tasks_claimed, i.tasks_completed),
+        (1, 0, 1)
+    );
+    assert!(i.open_tasks_shown[0].contains(&t.id.hex()));
+    assert_eq!(i.streams, ["build (0 messages)"]);
+    assert_eq!(i.leases, ["bob: src/parser.rs"]);
+    let text = claudemesh::cap::mesh::client::text("team", &i);
+    assert!(
+        text.contains("tasks: 1 open, 0 claimed, 1 completed"),
+        "{text}"
+    );
+}

@@ -516,7 +516,8 @@ async fn tool_calls_with_unknown_arguments_such_as_geminis_wait_for_previous_suc
                 "subscribe",
                 "unsubscribe",
                 "read_stream",
-                "list_streams"
+                "list_streams",
+                "mesh_info"
             ]
             .contains(&name),
             "{name}"
@@ -879,6 +880,7 @@ async fn tools_narrowed_to_a_group_list_only_that_group_and_whoami() {
             "leave_group",
             "list_groups",
             "list_peers",
+            "mesh_info",
             "set_profile",
             "set_summary",
             "set_visible",
