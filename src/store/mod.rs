@@ -269,6 +269,17 @@ impl Store {
         }
     }
 
+    /// Queue an op while `held` (a capability's lock) is still held, so ops decided under
+    /// that lock reach the file in the order they were decided; then let go of `held`, and
+    /// only then tell `done` if the store is closed (`done` may take the same lock).
+    pub fn submit_holding<G>(&self, held: G, op: Op, done: Done) {
+        let queued = self.try_submit(op, done);
+        drop(held);
+        if let Err(done) = queued {
+            done(Err(Arc::new(StoreError::Closed)));
+        }
+    }
+
     /// Make every commit fail (or stop doing so): a stand-in for a failing disk in tests.
     #[doc(hidden)]
     pub fn fail_writes(&self, on: bool) {

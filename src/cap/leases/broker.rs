@@ -57,7 +57,8 @@ impl Leases {
         reply: impl FnOnce(Result<(), Refusal>) + Send + 'static,
     ) {
         let me = self.clone();
-        let queued = ctx.store().try_submit(
+        ctx.store().submit_holding(
+            held,
             Op::Cap(Box::new(change)),
             Box::new(move |res| match res {
                 Ok(()) => reply(Ok(())),
@@ -76,10 +77,6 @@ impl Leases {
                 }
             }),
         );
-        drop(held);
-        if let Err(done) = queued {
-            done(Err(Arc::new(StoreError::Closed)));
-        }
     }
 }
 

@@ -80,7 +80,8 @@ impl Board {
         let board = self.clone();
         let ctx2 = ctx.clone();
         let (mesh, id) = (rec.mesh, rec.task.id);
-        let queued = ctx.store().try_submit(
+        ctx.store().submit_holding(
+            held,
             Op::Cap(Box::new(Put(rec.clone()))),
             Box::new(move |res| match res {
                 Ok(()) => {
@@ -110,11 +111,6 @@ impl Board {
                 }
             }),
         );
-        drop(held);
-        // A closed store hands the completion back: run it now that the lock is free.
-        if let Err(done) = queued {
-            done(Err(Arc::new(StoreError::Closed)));
-        }
     }
 }
 
