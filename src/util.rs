@@ -54,6 +54,24 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_secs(secs))
 }
 
+/// A span of milliseconds for people: "45 s", "12 min", "3 h 5 min", "2 d 4 h".
+pub fn human_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+        _ => format!("{} d {} h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// Parse an RFC 3339 time ("2026-12-04T09:00:00Z", "2026-12-04T10:00:00+01:00") into ms
+/// since the Unix epoch; `None` when it is not one or lies before 1970.
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let t = chrono::DateTime::parse_from_rfc3339(s.trim()).ok()?;
+    u64::try_from(t.timestamp_millis()).ok()
+}
+
 /// Format a millisecond timestamp as RFC 3339 UTC (no external time crate needed).
 pub fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;
@@ -126,6 +144,22 @@ pub fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_durations_pick_the_largest_sensible_units_and_rfc3339_round_trips() {
+        assert_eq!(human_duration(45_000), "45 s");
+        assert_eq!(human_duration(12 * 60_000 + 5_000), "12 min");
+        assert_eq!(human_duration(3 * 3_600_000 + 5 * 60_000), "3 h 5 min");
+        assert_eq!(human_duration(2 * 86_400_000 + 4 * 3_600_000), "2 d 4 h");
+        let t = 1_796_374_800_000;
+        assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        assert_eq!(
+            parse_rfc3339("2026-12-04T10:00:00+01:00"),
+            parse_rfc3339("2026-12-04T09:00:00Z")
+        );
+        assert_eq!(parse_rfc3339("tomorrow"), None);
+        assert_eq!(parse_rfc3339("1960-01-01T00:00:00Z"), None);
+    }
 
     #[test]
     fn parse_duration_accepts_units_and_rejects_garbage() {

@@ -9,12 +9,12 @@
 //! another's or on delivery's lock.
 
 use super::feed::Follows;
-use super::hub::{AnyState, Hub, Session};
+use super::hub::{AnyState, Hub, SendReply, Session};
 pub use super::hub::{Audience, Caller};
 use super::outbox::{ConnHandle, Refusal, Responder};
 use crate::proto::peers::{Resolved, Response as PeersResponse};
 use crate::proto::Push;
-use crate::proto::{ErrorCode, Key, PeerInfo};
+use crate::proto::{msg, Envelope, ErrorCode, Id16, Key, PeerInfo, Priority};
 use crate::store::log::{Entry, LogId};
 use crate::store::{PeerRecord, Store, StoreError};
 use std::any::{Any, TypeId};
@@ -195,6 +195,50 @@ impl Ctx {
         F: FnOnce(&mut PeerRecord) -> Result<(), Refusal>,
     {
         self.hub.update_peer(&self.s, r, done, f)
+    }
+
+    // ---- core delivery, for capabilities that send messages on a peer's behalf ----
+
+    /// Whether `envelopes` (sealed as for `msg.send`) could be sent in this mesh later:
+    /// their count, sizes and nonces, and every peer they name belongs to the mesh.
+    pub fn check_send(&self, envelopes: &[Envelope]) -> Result<(), Refusal> {
+        self.hub.check_send(&self.s.mesh, envelopes)
+    }
+
+    /// Send `envelopes` as peer `from` of this mesh through core delivery: stored once per
+    /// (`from`, `msg_id`), queued for offline recipients, pushed to online ones. `done`
+    /// hears the recipient count or the refusal once, after the commit, on a task of its
+    /// own (never under the hub's lock). Call it from within the broker's runtime.
+    pub fn send_as(
+        &self,
+        from: Key,
+        msg_id: Id16,
+        priority: Priority,
+        envelopes: Vec<Envelope>,
+        done: Box<dyn FnOnce(Result<u32, Refusal>) + Send>,
+    ) {
+        let s = Session {
+            peer: from,
+            mesh: self.s.mesh,
+            conn_id: 0,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let reply = SendReply::Call(Box::new(move |r| {
+            let _ = tx.send(r);
+        }));
+        self.hub.send(&s, msg_id, priority, None, envelopes, reply);
+        tokio::spawn(async move {
+            let res = match rx.await {
+                Ok(Ok(msg::Response::Send { recipients, .. })) => Ok(recipients),
+                Ok(Ok(_)) => Err(Refusal::new(ErrorCode::Internal, "unexpected send answer")),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(Refusal::new(
+                    ErrorCode::Internal,
+                    "the send ended without an answer",
+                )),
+            };
+            done(res);
+        });
     }
 
     /// Stop announcing the caller's comings and goings (it is hiding).

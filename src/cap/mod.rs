@@ -11,6 +11,7 @@
 pub mod leases;
 pub mod mesh;
 pub mod peers;
+pub mod schedules;
 pub mod state;
 pub mod streams;
 pub mod tasks;
@@ -21,11 +22,20 @@ pub const TABLES: &[crate::store::CreateTables] = &[
     state::tables::create,
     tasks::tables::create,
     leases::tables::create,
+    schedules::tables::create,
 ];
 
 /// Tool groups a session can narrow its MCP tools to (`claudemesh mcp --tools`,
 /// `CLAUDEMESH_TOOLS`): each capability's name as in `hello_ack.caps`, without version.
-pub const TOOL_GROUPS: &[&str] = &["msg", "peers", "state", "tasks", "leases", "streams"];
+pub const TOOL_GROUPS: &[&str] = &[
+    "msg",
+    "peers",
+    "state",
+    "tasks",
+    "leases",
+    "streams",
+    "schedules",
+];
 
 /// Work capabilities start with the broker (sweepers, due timers), one line each.
 pub const START: &[fn(&crate::broker::ctx::Ctx)] = &[
@@ -33,6 +43,7 @@ pub const START: &[fn(&crate::broker::ctx::Ctx)] = &[
     tasks::broker::start,
     leases::broker::start,
     streams::broker::start,
+    schedules::broker::start,
 ];
 
 /// A subscription's item as a one-line event for a session (MCP, `claudemesh` verbs); one

@@ -41,14 +41,33 @@ fn attribution(mesh: &str, m: &InboxMessage, multi: bool) -> String {
         .as_ref()
         .map(|r| format!(", in reply to {r}"))
         .unwrap_or_default();
+    let sched = m.scheduled.as_ref().map(scheduled_note).unwrap_or_default();
     format!(
-        "Message {} from peer \"{}\" (key {}){mesh}, addressed to {}, priority {}, sent {}{reply}",
+        "Message {} from peer \"{}\" (key {}){mesh}, addressed to {}, priority {}, sent {}{reply}{sched}",
         m.id,
         m.from,
         &m.from_key[..8.min(m.from_key.len())],
         m.to,
         m.priority.as_str(),
         m.sent_at
+    )
+}
+
+/// ", scheduled by its sender for …" (and how late, when it was).
+fn scheduled_note(s: &crate::client::Scheduled) -> String {
+    let kind = if s.recurring {
+        "recurring schedule"
+    } else {
+        "schedule"
+    };
+    let late = if s.late_ms >= 60_000 {
+        format!(", {} late", crate::util::human_duration(s.late_ms))
+    } else {
+        String::new()
+    };
+    format!(
+        ", delivered by {kind} {} due {}{late}",
+        s.schedule_id, s.due_at
     )
 }
 
@@ -298,6 +317,7 @@ mod tests {
             sent_at_ms: 1,
             reply_to: None,
             undecryptable: false,
+            scheduled: None,
             msg_id: Id16([0xab; 16]),
         }
     }

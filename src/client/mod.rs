@@ -16,7 +16,7 @@ pub mod tls;
 
 use crate::crypto::hello::{make_hello, HelloParams};
 use crate::crypto::seal::{self, Plain};
-use crate::crypto::Identity;
+use crate::crypto::{CryptoError, Identity};
 use crate::proto::*;
 use crate::util::now_ms;
 pub use config::{Home, MeshConfig};
@@ -133,8 +133,23 @@ pub struct InboxMessage {
     pub reply_to: Option<String>,
     /// Set when the payload could not be opened (the text then explains why).
     pub undecryptable: bool,
+    /// Set when the broker delivered it later for its sender (`schedules`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<Scheduled>,
     #[serde(skip)]
     pub msg_id: Id16,
+}
+
+/// How a scheduled message came to be delivered when it was.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Scheduled {
+    /// The schedule's id (`cancel_scheduled` takes it).
+    pub schedule_id: String,
+    /// When it was due, and how much later the broker sent it (0 when on time).
+    pub due_at: String,
+    pub due_at_ms: u64,
+    pub late_ms: u64,
+    pub recurring: bool,
 }
 
 /// What arrives without being asked for.
@@ -533,6 +548,7 @@ impl Client {
         let plain = Plain {
             text: text.to_string(),
             sent_at_ms: now_ms(),
+            schedule: None,
         };
         if let ConnState::Connected {
             max_message_bytes, ..
@@ -548,44 +564,7 @@ impl Client {
                 });
             }
         }
-        let me = &self.shared.opts.peer;
-        let mut peer_iter = peers.iter();
-        let mut envelopes = Vec::with_capacity(dests.len());
-        for d in dests {
-            let (to, sealed) = match d {
-                Dest::Peer(_) => {
-                    let p = peer_iter
-                        .next()
-                        .ok_or_else(|| ClientError::Unexpected("peer not resolved".into()))?;
-                    (
-                        Target::Peer(p.peer_pk),
-                        lock(&self.shared.keys).seal_dm(&p.peer_pk, &p.peer_xpk, &msg_id, &plain),
-                    )
-                }
-                Dest::Group(g) => {
-                    let t = Target::Group(g.clone());
-                    let s = seal::seal_group(
-                        &self.shared.opts.mesh_key,
-                        &me.public(),
-                        &t,
-                        &msg_id,
-                        &plain,
-                    );
-                    (t, s)
-                }
-                Dest::Broadcast => {
-                    let s = seal::seal_group(
-                        &self.shared.opts.mesh_key,
-                        &me.public(),
-                        &Target::Broadcast,
-                        &msg_id,
-                        &plain,
-                    );
-                    (Target::Broadcast, s)
-                }
-            };
-            envelopes.push(Envelope { to, sealed });
-        }
+        let envelopes = self.seal_for(dests, peers, &msg_id, &plain)?;
         let send = msg::Request::Send {
             msg_id,
             priority,
@@ -607,6 +586,57 @@ impl Client {
         .await
     }
 
+    /// Seal `plain` under `msg_id` once per destination: a DM per peer (`peers` holds the
+    /// `PeerInfo` of each `Dest::Peer`, in order), the mesh key for groups and broadcast.
+    pub fn seal_for(
+        &self,
+        dests: &[Dest],
+        peers: &[PeerInfo],
+        msg_id: &Id16,
+        plain: &Plain,
+    ) -> Result<Vec<Envelope>, ClientError> {
+        let me = self.shared.opts.peer.public();
+        let mut peer_iter = peers.iter();
+        let mut envelopes = Vec::with_capacity(dests.len());
+        for d in dests {
+            let (to, sealed) = match d {
+                Dest::Peer(_) => {
+                    let p = peer_iter
+                        .next()
+                        .ok_or_else(|| ClientError::Unexpected("peer not resolved".into()))?;
+                    (
+                        Target::Peer(p.peer_pk),
+                        lock(&self.shared.keys).seal_dm(&p.peer_pk, &p.peer_xpk, msg_id, plain),
+                    )
+                }
+                Dest::Group(g) => {
+                    let t = Target::Group(g.clone());
+                    let s = seal::seal_group(&self.shared.opts.mesh_key, &me, &t, msg_id, plain);
+                    (t, s)
+                }
+                Dest::Broadcast => {
+                    let t = Target::Broadcast;
+                    let s = seal::seal_group(&self.shared.opts.mesh_key, &me, &t, msg_id, plain);
+                    (t, s)
+                }
+            };
+            envelopes.push(Envelope { to, sealed });
+        }
+        Ok(envelopes)
+    }
+
+    /// Seal `plain` under `msg_id` as a DM from this session to itself.
+    pub fn seal_to_self(&self, msg_id: &Id16, plain: &Plain) -> Sealed {
+        let me = &self.shared.opts.peer;
+        lock(&self.shared.keys).seal_dm(&me.public(), &me.x_public(), msg_id, plain)
+    }
+
+    /// Open what [`seal_to_self`](Self::seal_to_self) sealed.
+    pub fn open_from_self(&self, msg_id: &Id16, sealed: &Sealed) -> Result<Plain, CryptoError> {
+        let me = &self.shared.opts.peer;
+        lock(&self.shared.keys).open_dm(&me.public(), &me.x_public(), msg_id, sealed)
+    }
+
     /// Fetch every queued message (`low` included) not yet handed to the application.
     pub async fn pull(&self) -> Result<Vec<InboxMessage>, ClientError> {
         let msgs = self.pull_raw().await?;
@@ -614,7 +644,7 @@ impl Client {
         let mut reack = Vec::new();
         for d in msgs {
             match accept_delivery(&self.shared, d) {
-                Accept::New(m) => out.push(m),
+                Accept::New(m) => out.push(*m),
                 Accept::Reack(id) => reack.push(id),
                 Accept::Skip => {}
             }
@@ -640,7 +670,7 @@ impl Client {
             }
             lock(&self.shared.seen).forget(&d.msg_id);
             if let Accept::New(m) = accept_delivery(&self.shared, d) {
-                out.push(m);
+                out.push(*m);
             }
         }
         Ok(out)
@@ -720,7 +750,7 @@ impl Client {
 
 /// What to do with one delivery.
 enum Accept {
-    New(InboxMessage),
+    New(Box<InboxMessage>),
     /// Already processed: its ack was lost; repeat the ack.
     Reack(Id16),
     /// Already handed to the application and not yet acked.
@@ -737,20 +767,57 @@ fn accept_delivery(sh: &Shared, d: Delivery) -> Accept {
             None => seen.mark_surfaced(d.msg_id),
         }
     }
-    let opened = match &d.target {
-        Target::Peer(_) => lock(&sh.keys).open_dm(&d.from, &d.from_xpk, &d.msg_id, &d.sealed),
-        t => seal::open_group(&sh.opts.mesh_key, &d.from, t, &d.msg_id, &d.sealed),
+    let open = |id: &Id16| match &d.target {
+        Target::Peer(_) => lock(&sh.keys).open_dm(&d.from, &d.from_xpk, id, &d.sealed),
+        t => seal::open_group(&sh.opts.mesh_key, &d.from, t, id, &d.sealed),
     };
+    let mut opened = open(&d.msg_id);
+    // A recurring schedule's firing comes under `id[..12] ‖ due minute`, sealed once under
+    // the schedule's id (last four bytes zero); accepted only when the sealed payload
+    // itself says it recurs, under that id.
+    let base = schedule_base(&d.msg_id);
+    if opened.is_err() && base != d.msg_id {
+        if let Ok(p) = open(&base) {
+            if p.schedule
+                .as_ref()
+                .is_some_and(|x| x.recurring && x.id == base)
+            {
+                opened = Ok(p);
+            }
+        }
+    }
     // The timestamp inside the sealed payload is the sender's own, not the broker's.
-    let (text, undecryptable, sent_at_ms) = match opened {
-        Ok(p) => (p.text, false, p.sent_at_ms),
+    let (text, undecryptable, sent_at_ms, scheduled) = match opened {
+        Ok(p) => {
+            let scheduled = p.schedule.as_ref().map(|x| {
+                let due = match x.due_at_ms {
+                    Some(t) if !x.recurring => t,
+                    _ => u64::from(u32::from_be_bytes(minute_of(&d.msg_id))) * 60_000,
+                };
+                Scheduled {
+                    schedule_id: x.id.hex(),
+                    due_at: crate::util::rfc3339(due),
+                    due_at_ms: due,
+                    late_ms: d.sent_at_ms.saturating_sub(due),
+                    recurring: x.recurring,
+                }
+            });
+            // A scheduled message was "sent" when the broker sent it, not when it was made.
+            let at = if scheduled.is_some() {
+                d.sent_at_ms
+            } else {
+                p.sent_at_ms
+            };
+            (p.text, false, at, scheduled)
+        }
         Err(e) => (
             format!("[could not open this message: {e}]"),
             true,
             d.sent_at_ms,
+            None,
         ),
     };
-    Accept::New(InboxMessage {
+    Accept::New(Box::new(InboxMessage {
         id: d.msg_id.hex(),
         from: d.from_name,
         from_key: d.from.hex(),
@@ -761,8 +828,21 @@ fn accept_delivery(sh: &Shared, d: Delivery) -> Accept {
         sent_at_ms,
         reply_to: d.reply_to.map(|r| r.hex()),
         undecryptable,
+        scheduled,
         msg_id: d.msg_id,
-    })
+    }))
+}
+
+/// The last four bytes of a message id: a recurring firing's due minute.
+fn minute_of(id: &Id16) -> [u8; 4] {
+    [id.0[12], id.0[13], id.0[14], id.0[15]]
+}
+
+/// The id a recurring firing's payload is sealed under: its own with the minute zeroed.
+fn schedule_base(id: &Id16) -> Id16 {
+    let mut b = id.0;
+    b[12..].copy_from_slice(&[0; 4]);
+    Id16(b)
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -1087,7 +1167,7 @@ fn on_frame(sh: &Shared, f: ServerFrame, acks: &mut Vec<Id16>, written: &mut Has
     match f {
         ServerFrame::Deliver(d) => match accept_delivery(sh, d) {
             Accept::New(m) => {
-                let _ = sh.inbound_tx.send(Inbound::Message(m));
+                let _ = sh.inbound_tx.send(Inbound::Message(*m));
             }
             Accept::Reack(id) => acks.push(id),
             Accept::Skip => {}

@@ -24,6 +24,25 @@ use std::collections::HashMap;
 pub struct Plain {
     pub text: String,
     pub sent_at_ms: u64,
+    /// Set on a message the broker delivers later for its sender (`schedules`); absent on
+    /// an ordinary message, whose bytes stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<PlainSchedule>,
+}
+
+/// What a scheduled message says about its schedule, sealed with it (so the broker cannot
+/// make an ordinary message look scheduled, or a one-time one recurring).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlainSchedule {
+    /// The schedule's id (the id the payload is sealed under).
+    pub id: Id16,
+    /// When a one-time schedule is due (the sender's clock); `None` for recurring ones,
+    /// whose firing's due minute is in its message id.
+    #[serde(default)]
+    pub due_at_ms: Option<u64>,
+    /// Delivered at every match of a cron expression, each firing under its own id.
+    #[serde(default)]
+    pub recurring: bool,
 }
 
 fn aad(msg_id: &Id16, from: &Key, to: &Target) -> Vec<u8> {
@@ -280,6 +299,7 @@ mod tests {
         Plain {
             text: "the build is green".into(),
             sent_at_ms: 42,
+            schedule: None,
         }
     }
 

@@ -859,6 +859,7 @@ fn tool_groups() -> Vec<(&'static str, ToolRouter<MeshServer>)> {
         ("state", MeshServer::state_tools()),
         ("tasks", MeshServer::tasks_tools()),
         ("leases", MeshServer::leases_tools()),
+        ("schedules", MeshServer::schedules_tools()),
         ("streams", MeshServer::streams_tools()),
     ]
 }

@@ -8,13 +8,13 @@
 use super::*;
 
 /// Number of request kinds (and of response kinds: one each).
-pub const KINDS: usize = 36;
+pub const KINDS: usize = 39;
 
 /// A position for every request kind, 0..KINDS.
 pub fn request_index(r: &Request) -> usize {
     use {
         conn::Request as C, leases::Request as L, msg::Request as M, peers::Request as P,
-        state::Request as S, streams::Request as X, tasks::Request as T,
+        schedules::Request as D, state::Request as S, streams::Request as X, tasks::Request as T,
     };
     match r {
         Request::Conn(C::Ping {}) => 0,
@@ -53,6 +53,9 @@ pub fn request_index(r: &Request) -> usize {
         Request::Streams(X::Unsubscribe { .. }) => 33,
         Request::Streams(X::Read { .. }) => 34,
         Request::Streams(X::List {}) => 35,
+        Request::Schedules(D::Create { .. }) => 36,
+        Request::Schedules(D::List {}) => 37,
+        Request::Schedules(D::Cancel { .. }) => 38,
     }
 }
 
@@ -60,7 +63,8 @@ pub fn request_index(r: &Request) -> usize {
 pub fn response_index(r: &Response) -> usize {
     use {
         conn::Response as C, leases::Response as L, msg::Response as M, peers::Response as P,
-        state::Response as S, streams::Response as X, tasks::Response as T,
+        schedules::Response as D, state::Response as S, streams::Response as X,
+        tasks::Response as T,
     };
     match r {
         Response::Conn(C::Ping { .. }) => 0,
@@ -99,6 +103,9 @@ pub fn response_index(r: &Response) -> usize {
         Response::Streams(X::Unsubscribe { .. }) => 33,
         Response::Streams(X::Read { .. }) => 34,
         Response::Streams(X::List { .. }) => 35,
+        Response::Schedules(D::Create { .. }) => 36,
+        Response::Schedules(D::List { .. }) => 37,
+        Response::Schedules(D::Cancel { .. }) => 38,
     }
 }
 
@@ -200,6 +207,26 @@ pub fn stream_message() -> streams::Message {
     }
 }
 
+fn schedule() -> schedules::Schedule {
+    schedules::Schedule {
+        id: Id16([11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 0, 0, 0, 0]),
+        to: "@eng".into(),
+        creator: "alice-claude-3c4d".into(),
+        creator_key: Key([1; 32]),
+        member_name: "alice".into(),
+        priority: Priority::Next,
+        cron: Some("0 9 * * 1-5".into()),
+        tz: Some("Europe/Berlin".into()),
+        mesh_clock: false,
+        created_at_ms: 22,
+        next_due_ms: 23,
+        fired: 1,
+        last_fired_ms: Some(21),
+        last_late_ms: Some(0),
+        own_copy: Some(sealed()),
+    }
+}
+
 fn lease() -> leases::Lease {
     leases::Lease {
         id: Id16([10; 16]),
@@ -260,7 +287,7 @@ pub fn feed() -> Feed {
 pub fn requests() -> Vec<Request> {
     use {
         conn::Request as C, leases::Request as L, msg::Request as M, peers::Request as P,
-        state::Request as S, streams::Request as X, tasks::Request as T,
+        schedules::Request as D, state::Request as S, streams::Request as X, tasks::Request as T,
     };
     vec![
         Request::Conn(C::Ping {}),
@@ -384,6 +411,23 @@ pub fn requests() -> Vec<Request> {
             limit: 100,
         }),
         Request::Streams(X::List {}),
+        Request::Schedules(D::Create {
+            id: Id16([11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 0, 0, 0, 0]),
+            to: "@eng".into(),
+            envelopes: vec![Envelope {
+                to: Target::Group("eng".into()),
+                sealed: sealed(),
+            }],
+            own_copy: sealed(),
+            priority: Priority::Next,
+            deliver_at_ms: None,
+            in_seconds: None,
+            cron: Some("0 9 * * 1-5".into()),
+            tz: Some("Europe/Berlin".into()),
+            mesh_clock: false,
+        }),
+        Request::Schedules(D::List {}),
+        Request::Schedules(D::Cancel { id: Id16([11; 16]) }),
     ]
 }
 
@@ -391,7 +435,8 @@ pub fn requests() -> Vec<Request> {
 pub fn responses() -> Vec<Response> {
     use {
         conn::Response as C, leases::Response as L, msg::Response as M, peers::Response as P,
-        state::Response as S, streams::Response as X, tasks::Response as T,
+        schedules::Response as D, state::Response as S, streams::Response as X,
+        tasks::Response as T,
     };
     vec![
         Response::Conn(C::Ping { server_time_ms: 99 }),
@@ -522,6 +567,13 @@ pub fn responses() -> Vec<Response> {
         Response::Streams(X::List {
             streams: vec![stream_info()],
         }),
+        Response::Schedules(D::Create {
+            schedule: Box::new(schedule()),
+        }),
+        Response::Schedules(D::List {
+            schedules: vec![schedule()],
+        }),
+        Response::Schedules(D::Cancel { id: Id16([11; 16]) }),
     ]
 }
 

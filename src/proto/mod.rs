@@ -18,6 +18,7 @@ pub mod json;
 pub mod leases;
 pub mod msg;
 pub mod peers;
+pub mod schedules;
 pub mod state;
 pub mod streams;
 pub mod tasks;
@@ -255,6 +256,7 @@ pub enum Request {
     Tasks(tasks::Request),
     Leases(leases::Request),
     Streams(streams::Request),
+    Schedules(schedules::Request),
 }
 
 /// A successful answer, same capability and kind as its request.
@@ -268,6 +270,7 @@ pub enum Response {
     Tasks(tasks::Response),
     Leases(leases::Response),
     Streams(streams::Response),
+    Schedules(schedules::Response),
 }
 
 impl Request {
@@ -294,6 +297,7 @@ pub const CAPS: &[&str] = &[
     tasks::CAP,
     leases::CAP,
     streams::CAP,
+    schedules::CAP,
 ];
 
 /// Frames the broker sends.
@@ -475,6 +479,16 @@ impl From<streams::Request> for Request {
 impl From<leases::Response> for Response {
     fn from(r: leases::Response) -> Self {
         Response::Leases(r)
+    }
+}
+impl From<schedules::Response> for Response {
+    fn from(r: schedules::Response) -> Self {
+        Response::Schedules(r)
+    }
+}
+impl From<schedules::Request> for Request {
+    fn from(r: schedules::Request) -> Self {
+        Request::Schedules(r)
     }
 }
 impl From<leases::Request> for Request {

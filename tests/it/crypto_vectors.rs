@@ -18,6 +18,7 @@ fn compute() -> Value {
     let plain = Plain {
         text: "héllo, mesh".into(),
         sent_at_ms: 1_764_374_400_000,
+        schedule: None,
     };
     let mut h = Hello {
         v: 1,
@@ -87,6 +88,7 @@ fn vector_ciphertexts_open_with_the_recipients_keys() {
     let plain = Plain {
         text: "héllo, mesh".into(),
         sent_at_ms: 1_764_374_400_000,
+        schedule: None,
     };
     let dm = seal::seal_dm_fixed(
         &peer,

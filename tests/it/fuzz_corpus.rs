@@ -13,6 +13,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let plain = seal::Plain {
         text: "seed".into(),
         sent_at_ms: 1,
+        schedule: None,
     };
     let dm = seal::seal_dm_fixed(&a, &b.public(), &b.x_public(), &id, &plain, [7; 24]);
     let grp = seal::seal_group_fixed(

@@ -13,6 +13,7 @@ mod json_protocol;
 mod leases;
 mod messaging;
 mod peers;
+mod schedules;
 mod state;
 mod streams;
 mod tasks;

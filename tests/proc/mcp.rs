@@ -513,6 +513,7 @@ async fn tool_calls_with_unknown_arguments_such_as_geminis_wait_for_previous_suc
                 "list_tasks",
                 "watch_task",
                 "list_reservations",
+                "list_scheduled",
                 "subscribe",
                 "unsubscribe",
                 "read_stream",
@@ -962,4 +963,56 @@ async fn tool_groups_chosen_per_mesh_with_the_tools_verb_narrow_new_sessions() {
     m.connected().await;
     let tools = m.call("tools/list", json!({})).await;
     assert!(tools.to_string().contains("\"list_peers\""), "{tools}");
+}
+
+#[tokio::test]
+async fn schedule_reminder_names_its_id_lists_and_cancels_and_the_reminder_comes_back_attributed() {
+    let _machine = crate::shared();
+    let mesh = Mesh::start().await;
+    let bob = mesh.member("bob").await;
+    let mut m = Mcp::start(&bob, "inbox").await;
+    m.connected().await;
+    // A bad request is a sentence with isError, nothing scheduled.
+    let (err, t) = m
+        .tool(
+            "schedule_reminder",
+            json!({"message": "x", "in_seconds": 5, "cron": "* * * * *"}),
+        )
+        .await;
+    assert!(err && t.contains("exactly one"), "{t}");
+    let (err, t) = m
+        .tool(
+            "schedule_reminder",
+            json!({"message": "later", "cron": "0 9 * * 1-5", "tz": "Europe/Berlin"}),
+        )
+        .await;
+    assert!(!err, "{t}");
+    let later = t
+        .split("(id ")
+        .nth(1)
+        .and_then(|s| s.get(..32))
+        .unwrap_or_else(|| panic!("no id in {t}"))
+        .to_string();
+    let (err, t) = m
+        .tool(
+            "schedule_reminder",
+            json!({"message": "check the canary", "in_seconds": 1}),
+        )
+        .await;
+    assert!(!err, "{t}");
+    let (_, listed) = m.tool("list_scheduled", json!({})).await;
+    assert!(
+        listed.contains(&later) && listed.contains("check the canary"),
+        "{listed}"
+    );
+    let (err, t) = m.tool("cancel_scheduled", json!({"id": later})).await;
+    assert!(!err && t.contains(&later), "{t}");
+    let (_, listed) = m.tool("list_scheduled", json!({})).await;
+    assert!(!listed.contains(&later), "{listed}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, text) = m.tool("check_messages", json!({})).await;
+    assert!(
+        text.contains("check the canary") && text.contains("delivered by schedule"),
+        "{text}"
+    );
 }

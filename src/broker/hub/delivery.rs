@@ -23,13 +23,36 @@ enum Prepared {
     Store(u64, MsgIdRecord, Vec<Arc<StoredMessage>>),
 }
 
+/// Who hears a send's outcome: the connection that asked, or the broker itself (a
+/// schedule firing on behalf of its creator).
+pub(crate) enum SendReply {
+    Conn(Responder),
+    Call(Box<dyn FnOnce(Result<msg::Response, Refusal>) + Send>),
+}
+
+impl SendReply {
+    fn ok(self, a: msg::Response) {
+        match self {
+            SendReply::Conn(r) => r.ok(a),
+            SendReply::Call(f) => f(Ok(a)),
+        }
+    }
+
+    fn err(self, e: Refusal) {
+        match self {
+            SendReply::Conn(r) => r.err(e),
+            SendReply::Call(f) => f(Err(e)),
+        }
+    }
+}
+
 /// The end of a send, run by its commit's completion. Should the completion be dropped
 /// without running (the store went away mid-commit), the send is refused all the same, so
 /// its retries parked behind it are answered too instead of waiting forever.
 struct Finish(Option<SendEnd>);
 
 /// What a send's end needs: the hub, the sender, the message, its stored copies, the reply.
-type SendEnd = (Arc<Hub>, Session, Id16, Vec<Arc<StoredMessage>>, Responder);
+type SendEnd = (Arc<Hub>, Session, Id16, Vec<Arc<StoredMessage>>, SendReply);
 
 impl Finish {
     fn run(mut self, res: Result<(), Arc<StoreError>>) {
@@ -56,7 +79,7 @@ impl Hub {
                 priority,
                 reply_to,
                 envelopes,
-            } => self.send(s, msg_id, priority, reply_to, envelopes, r),
+            } => self.send(s, msg_id, priority, reply_to, envelopes, SendReply::Conn(r)),
             msg::Request::Pull { limit } => r.reply(self.pull(s, limit)),
             msg::Request::Unread {} => r.reply(self.unread(s)),
             msg::Request::MessageStatus { msg_id } => r.reply(self.message_status(s, msg_id)),
@@ -64,14 +87,16 @@ impl Hub {
         }
     }
 
-    fn send(
+    /// Send as peer `s.peer` of mesh `s.mesh` (a connection's session, or a creator on
+    /// whose behalf the broker sends); `r` hears the outcome once, after the commit.
+    pub(crate) fn send(
         self: &Arc<Self>,
         s: &Session,
         msg_id: Id16,
         priority: Priority,
         reply_to: Option<Id16>,
         envelopes: Vec<Envelope>,
-        r: Responder,
+        r: SendReply,
     ) {
         let mut slot = Some(r);
         let prepared = self.prepare_send(s, msg_id, priority, reply_to, envelopes, &mut slot);
@@ -92,15 +117,9 @@ impl Hub {
         );
     }
 
-    fn prepare_send(
-        &self,
-        s: &Session,
-        msg_id: Id16,
-        priority: Priority,
-        reply_to: Option<Id16>,
-        envelopes: Vec<Envelope>,
-        r: &mut Option<Responder>,
-    ) -> Result<Prepared, Refusal> {
+    /// What every send's envelopes must be, whatever their targets: present, few enough,
+    /// each within the size limit and with a well-formed nonce.
+    pub(crate) fn check_envelopes(&self, envelopes: &[Envelope]) -> Result<(), Refusal> {
         if envelopes.is_empty() {
             return refuse(ErrorCode::BadRequest, "send has no envelopes");
         }
@@ -111,7 +130,7 @@ impl Hub {
             );
         }
         let limit = self.cfg.max_message_bytes;
-        for e in &envelopes {
+        for e in envelopes {
             // The limit applies to the sealed plaintext: ciphertext minus the 16-byte tag.
             let size = e.sealed.ct.0.len().saturating_sub(16);
             if size > limit {
@@ -124,6 +143,42 @@ impl Hub {
                 return refuse(ErrorCode::BadRequest, "sealed nonce must be 24 bytes");
             }
         }
+        Ok(())
+    }
+
+    /// Whether a later send of `envelopes` by a peer of `mesh` could be accepted as far as
+    /// is known now: [`check_envelopes`](Self::check_envelopes), every peer target in
+    /// the mesh, every group name valid (a group may have no members yet).
+    pub(crate) fn check_send(&self, mesh: &Key, envelopes: &[Envelope]) -> Result<(), Refusal> {
+        self.check_envelopes(envelopes)?;
+        let st = self.lock();
+        for e in envelopes {
+            match &e.to {
+                Target::Peer(pk) if st.peers.get(pk).is_none_or(|p| p.rec.mesh_id != *mesh) => {
+                    return refuse(
+                        ErrorCode::UnknownTarget,
+                        format!("no peer with key {} in this mesh", pk.short()),
+                    );
+                }
+                Target::Group(g) if !valid_group(g) => {
+                    return refuse(ErrorCode::BadRequest, "invalid group name")
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn prepare_send(
+        &self,
+        s: &Session,
+        msg_id: Id16,
+        priority: Priority,
+        reply_to: Option<Id16>,
+        envelopes: Vec<Envelope>,
+        r: &mut Option<SendReply>,
+    ) -> Result<Prepared, Refusal> {
+        self.check_envelopes(&envelopes)?;
         let now = now_ms();
         let mut st = self.lock();
         let st = &mut *st;
@@ -285,7 +340,7 @@ impl Hub {
         msg_id: Id16,
         batch: Vec<Arc<StoredMessage>>,
         res: Result<(), Arc<StoreError>>,
-        r: Responder,
+        r: SendReply,
     ) {
         let mut st = self.lock();
         let st = &mut *st;

@@ -9,6 +9,7 @@
 //! housekeeping), `delivery` (send, push, ack, pull), `peers` (profile changes and lookups).
 
 mod delivery;
+pub(crate) use delivery::SendReply;
 mod enroll;
 mod peers;
 mod session;
@@ -223,7 +224,7 @@ struct SentId {
     expires_ms: u64,
     recipients: u32,
     /// Still waiting for its commit; retries that arrive meanwhile wait here for the outcome.
-    waiting: Option<Vec<Responder>>,
+    waiting: Option<Vec<delivery::SendReply>>,
     /// The stored copies (queue seqs), for `message_status`.
     seqs: Few<u64>,
     /// Every recipient of a small send, for `message_status` (not kept across a restart).
