@@ -8,6 +8,7 @@
 //! `broker::dispatch`, `mcp::tool_groups`, [`TOOL_GROUPS`], `cli::Cmd` (and its `run` arm),
 //! [`TABLES`] if it has tables, and `pub mod` here.
 
+pub mod context;
 pub mod leases;
 pub mod mesh;
 pub mod peers;
@@ -23,6 +24,7 @@ pub const TABLES: &[crate::store::CreateTables] = &[
     tasks::tables::create,
     leases::tables::create,
     schedules::tables::create,
+    context::tables::create,
 ];
 
 /// Tool groups a session can narrow its MCP tools to (`claudemesh mcp --tools`,
@@ -35,6 +37,7 @@ pub const TOOL_GROUPS: &[&str] = &[
     "leases",
     "streams",
     "schedules",
+    "context",
 ];
 
 /// Work capabilities start with the broker (sweepers, due timers), one line each.

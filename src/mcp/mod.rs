@@ -860,6 +860,7 @@ fn tool_groups() -> Vec<(&'static str, ToolRouter<MeshServer>)> {
         ("tasks", MeshServer::tasks_tools()),
         ("leases", MeshServer::leases_tools()),
         ("schedules", MeshServer::schedules_tools()),
+        ("context", MeshServer::context_tools()),
         ("streams", MeshServer::streams_tools()),
     ]
 }

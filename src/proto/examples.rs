@@ -8,13 +8,14 @@
 use super::*;
 
 /// Number of request kinds (and of response kinds: one each).
-pub const KINDS: usize = 39;
+pub const KINDS: usize = 42;
 
 /// A position for every request kind, 0..KINDS.
 pub fn request_index(r: &Request) -> usize {
     use {
-        conn::Request as C, leases::Request as L, msg::Request as M, peers::Request as P,
-        schedules::Request as D, state::Request as S, streams::Request as X, tasks::Request as T,
+        conn::Request as C, context::Request as K, leases::Request as L, msg::Request as M,
+        peers::Request as P, schedules::Request as D, state::Request as S, streams::Request as X,
+        tasks::Request as T,
     };
     match r {
         Request::Conn(C::Ping {}) => 0,
@@ -56,15 +57,18 @@ pub fn request_index(r: &Request) -> usize {
         Request::Schedules(D::Create { .. }) => 36,
         Request::Schedules(D::List {}) => 37,
         Request::Schedules(D::Cancel { .. }) => 38,
+        Request::Context(K::Share { .. }) => 39,
+        Request::Context(K::Get { .. }) => 40,
+        Request::Context(K::List { .. }) => 41,
     }
 }
 
 /// A position for every response kind: the same as its request's.
 pub fn response_index(r: &Response) -> usize {
     use {
-        conn::Response as C, leases::Response as L, msg::Response as M, peers::Response as P,
-        schedules::Response as D, state::Response as S, streams::Response as X,
-        tasks::Response as T,
+        conn::Response as C, context::Response as K, leases::Response as L, msg::Response as M,
+        peers::Response as P, schedules::Response as D, state::Response as S,
+        streams::Response as X, tasks::Response as T,
     };
     match r {
         Response::Conn(C::Ping { .. }) => 0,
@@ -106,6 +110,9 @@ pub fn response_index(r: &Response) -> usize {
         Response::Schedules(D::Create { .. }) => 36,
         Response::Schedules(D::List { .. }) => 37,
         Response::Schedules(D::Cancel { .. }) => 38,
+        Response::Context(K::Share { .. }) => 39,
+        Response::Context(K::Get { .. }) => 40,
+        Response::Context(K::List { .. }) => 41,
     }
 }
 
@@ -207,6 +214,23 @@ pub fn stream_message() -> streams::Message {
     }
 }
 
+fn shared_context() -> context::Context {
+    context::Context {
+        id: Id16([12; 16]),
+        peer: "bob-claude-1a2b".into(),
+        peer_key: Key([1; 32]),
+        member_name: "bob".into(),
+        summary: "the parser recurses per nesting level".into(),
+        files_read: vec!["src/parser.rs".into()],
+        key_findings: vec!["groups nest at most 64 deep".into()],
+        tags: vec!["parser".into()],
+        version: 2,
+        created_at_ms: 24,
+        updated_at_ms: 25,
+        online: true,
+    }
+}
+
 fn schedule() -> schedules::Schedule {
     schedules::Schedule {
         id: Id16([11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 11, 0, 0, 0, 0]),
@@ -286,8 +310,9 @@ pub fn feed() -> Feed {
 /// One request of every kind, in index order.
 pub fn requests() -> Vec<Request> {
     use {
-        conn::Request as C, leases::Request as L, msg::Request as M, peers::Request as P,
-        schedules::Request as D, state::Request as S, streams::Request as X, tasks::Request as T,
+        conn::Request as C, context::Request as K, leases::Request as L, msg::Request as M,
+        peers::Request as P, schedules::Request as D, state::Request as S, streams::Request as X,
+        tasks::Request as T,
     };
     vec![
         Request::Conn(C::Ping {}),
@@ -428,15 +453,26 @@ pub fn requests() -> Vec<Request> {
         }),
         Request::Schedules(D::List {}),
         Request::Schedules(D::Cancel { id: Id16([11; 16]) }),
+        Request::Context(K::Share {
+            summary: "the parser recurses per nesting level".into(),
+            files_read: vec!["src/parser.rs".into()],
+            key_findings: vec!["groups nest at most 64 deep".into()],
+            tags: vec!["parser".into()],
+        }),
+        Request::Context(K::Get {
+            query: "nested groups in the parser".into(),
+            limit: Some(5),
+        }),
+        Request::Context(K::List { limit: Some(20) }),
     ]
 }
 
 /// One response of every kind, in index order.
 pub fn responses() -> Vec<Response> {
     use {
-        conn::Response as C, leases::Response as L, msg::Response as M, peers::Response as P,
-        schedules::Response as D, state::Response as S, streams::Response as X,
-        tasks::Response as T,
+        conn::Response as C, context::Response as K, leases::Response as L, msg::Response as M,
+        peers::Response as P, schedules::Response as D, state::Response as S,
+        streams::Response as X, tasks::Response as T,
     };
     vec![
         Response::Conn(C::Ping { server_time_ms: 99 }),
@@ -574,6 +610,20 @@ pub fn responses() -> Vec<Response> {
             schedules: vec![schedule()],
         }),
         Response::Schedules(D::Cancel { id: Id16([11; 16]) }),
+        Response::Context(K::Share {
+            context: Box::new(shared_context()),
+        }),
+        Response::Context(K::Get {
+            hits: vec![context::Hit {
+                context: shared_context(),
+                score: 2.5,
+                matched: vec!["tags".into(), "summary".into()],
+            }],
+        }),
+        Response::Context(K::List {
+            contexts: vec![shared_context()],
+            total: 1,
+        }),
     ]
 }
 

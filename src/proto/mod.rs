@@ -13,6 +13,7 @@ pub mod admin;
 mod bytes;
 pub mod codec;
 pub mod conn;
+pub mod context;
 pub mod examples;
 pub mod json;
 pub mod leases;
@@ -257,6 +258,7 @@ pub enum Request {
     Leases(leases::Request),
     Streams(streams::Request),
     Schedules(schedules::Request),
+    Context(context::Request),
 }
 
 /// A successful answer, same capability and kind as its request.
@@ -271,6 +273,7 @@ pub enum Response {
     Leases(leases::Response),
     Streams(streams::Response),
     Schedules(schedules::Response),
+    Context(context::Response),
 }
 
 impl Request {
@@ -298,6 +301,7 @@ pub const CAPS: &[&str] = &[
     leases::CAP,
     streams::CAP,
     schedules::CAP,
+    context::CAP,
 ];
 
 /// Frames the broker sends.
@@ -484,6 +488,16 @@ impl From<leases::Response> for Response {
 impl From<schedules::Response> for Response {
     fn from(r: schedules::Response) -> Self {
         Response::Schedules(r)
+    }
+}
+impl From<context::Response> for Response {
+    fn from(r: context::Response) -> Self {
+        Response::Context(r)
+    }
+}
+impl From<context::Request> for Request {
+    fn from(r: context::Request) -> Self {
+        Request::Context(r)
     }
 }
 impl From<schedules::Request> for Request {

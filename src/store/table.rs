@@ -62,6 +62,18 @@ impl<K: Key + 'static, V: Serialize + DeserializeOwned> Table<K, V> {
     pub fn read(&self, tx: &ReadTransaction) -> Result<Reader<K, V>, StoreError> {
         Ok(Open::new(tx.open_table(self.def())?, self.name))
     }
+
+    /// Every record, in key order, in one read transaction (for capabilities that keep
+    /// their table in memory and read it whole when they open).
+    pub fn load_all(&self, store: &super::Store) -> Result<Vec<V>, StoreError> {
+        store.read(|tx| {
+            let mut out = Vec::new();
+            for row in self.read(tx)?.iter()? {
+                out.push(row?.1);
+            }
+            Ok(out)
+        })
+    }
 }
 
 /// An opened typed table: a read-only table, or a writable one inside a write transaction.

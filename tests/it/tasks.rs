@@ -277,6 +277,18 @@ async fn mesh_info_tells_what_the_mesh_holds_in_one_call() {
     b.reserve_files(vec!["src/parser.rs".into()], None, None, "")
         .await
         .unwrap();
+    let reminder = b
+        .schedule(
+            None,
+            "ship it",
+            claudemesh::cap::schedules::client::When::In(3600),
+            claudemesh::proto::Priority::Next,
+        )
+        .await
+        .unwrap();
+    b.share_context("read the parser", vec![], vec![], vec![])
+        .await
+        .unwrap();
     let i = a.mesh_info().await;
     assert!(i.unavailable.is_empty(), "{:?}", i.unavailable);
     assert_eq!(i.peers_online, ["bob (on the parser)"]);
@@ -292,6 +304,14 @@ async fn mesh_info_tells_what_the_mesh_holds_in_one_call() {
     assert!(i.open_tasks_shown[0].contains(&t.id.hex()));
     assert_eq!(i.streams, ["build (0 messages)"]);
     assert_eq!(i.leases, ["bob: src/parser.rs"]);
+    assert_eq!(i.schedules, 1);
+    assert!(
+        i.schedules_shown[0].starts_with(&reminder.id),
+        "{:?}",
+        i.schedules_shown
+    );
+    assert_eq!(i.contexts, 1);
+    assert_eq!(i.contexts_shown, ["bob: read the parser"]);
     let text = claudemesh::cap::mesh::client::text("team", &i);
     assert!(
         text.contains("tasks: 1 open, 0 claimed, 1 completed"),

@@ -224,6 +224,114 @@ fn readme_walkthrough_serve_create_join_send_inbox() {
 }
 
 #[test]
+fn coordination_verbs_answer_json_state_task_lease_schedule_context_and_info() {
+    let _machine = crate::shared();
+    let env = Env::new();
+    let _broker = Broker::start(&env.data(), free_port());
+    let invite = env.create_mesh(&[]);
+    env.ok("alice", &["join", &invite, "--name", "alice"]);
+    env.ok("bob", &["join", &invite, "--name", "bob"]);
+
+    // state: a write, a read by another member, a lost compare-and-set as a typed answer.
+    let w = json(&env.ok(
+        "alice",
+        &["state", "set", "deploy", r#"{"env":"prod"}"#, "--json"],
+    ));
+    assert_eq!(w["version"], 1, "{w}");
+    let g = json(&env.ok("bob", &["state", "get", "deploy", "--json"]));
+    assert_eq!(g["value"]["env"], "prod", "{g}");
+    let lost = json(&env.ok(
+        "bob",
+        &["state", "set", "deploy", "x", "--if-version", "7", "--json"],
+    ));
+    assert_eq!(
+        (&lost["applied"], &lost["current"]["version"]),
+        (&serde_json::json!(false), &serde_json::json!(1)),
+        "{lost}"
+    );
+
+    // tasks: created by alice, claimed and completed by bob, the result seen by alice.
+    let t = json(&env.ok("alice", &["task", "create", "fix the flaky test", "--json"]));
+    let id = t["id"].as_str().unwrap().to_string();
+    let c = json(&env.ok("bob", &["task", "claim", &id, "--json"]));
+    assert_eq!(
+        (&c["claimed"], &c["task"]["claimed_by"]),
+        (&serde_json::json!(true), &serde_json::json!("bob")),
+        "{c}"
+    );
+    env.ok(
+        "bob",
+        &["task", "complete", &id, "--result", "port 0", "--json"],
+    );
+    let got = json(&env.ok("alice", &["task", "get", &id, "--json"]));
+    assert_eq!(
+        (got["status"].as_str(), got["result"].as_str()),
+        (Some("completed"), Some("port 0")),
+        "{got}"
+    );
+
+    // leases: granted, then listed with their holder.
+    let r = json(&env.ok(
+        "alice",
+        &[
+            "lease",
+            "reserve",
+            "src/parser.rs",
+            "--reason",
+            "refactor",
+            "--json",
+        ],
+    ));
+    assert!(r.to_string().contains("src/parser.rs"), "{r}");
+    let l = json(&env.ok("bob", &["lease", "list", "--json"]));
+    assert!(l.to_string().contains("refactor"), "{l}");
+
+    // schedules: added, listed, cancelled.
+    let s = json(&env.ok(
+        "alice",
+        &[
+            "schedule",
+            "add",
+            "stand-up",
+            "--cron",
+            "0 9 * * 1-5",
+            "--tz",
+            "Europe/Berlin",
+            "--json",
+        ],
+    ));
+    let sid = s["id"].as_str().unwrap().to_string();
+    let all = json(&env.ok("alice", &["schedule", "list", "--json"]));
+    assert!(all.to_string().contains(&sid), "{all}");
+    env.ok("alice", &["schedule", "cancel", &sid, "--json"]);
+    let err = env.fails("alice", &["schedule", "add", "x", "--cron", "61 * * * *"]);
+    assert!(err.contains("cron"), "{err}");
+
+    // context: shared by alice, found by bob.
+    let shared = json(&env.ok(
+        "alice",
+        &[
+            "context",
+            "share",
+            "the parser recurses",
+            "--file",
+            "src/parser.rs",
+            "--tag",
+            "parser",
+            "--json",
+        ],
+    ));
+    let cid = shared["id"].as_str().unwrap().to_string();
+    let hits = json(&env.ok("bob", &["context", "get", "parser.rs", "--json"]));
+    assert_eq!(hits[0]["context"]["id"], cid.as_str(), "{hits}");
+
+    // info: the whole mesh in one answer.
+    let info = json(&env.ok("bob", &["info", "--json"]));
+    assert_eq!(info["contexts"], 1, "{info}");
+    assert_eq!(info["schedules"], 0, "{info}");
+}
+
+#[test]
 fn a_message_survives_sigkill_of_the_broker_between_send_and_inbox() {
     let _machine = crate::shared();
     let env = Env::new();

@@ -514,6 +514,8 @@ async fn tool_calls_with_unknown_arguments_such_as_geminis_wait_for_previous_suc
                 "watch_task",
                 "list_reservations",
                 "list_scheduled",
+                "get_context",
+                "list_contexts",
                 "subscribe",
                 "unsubscribe",
                 "read_stream",
@@ -1015,4 +1017,46 @@ async fn schedule_reminder_names_its_id_lists_and_cancels_and_the_reminder_comes
         text.contains("check the canary") && text.contains("delivered by schedule"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn share_context_names_its_id_and_get_context_finds_it_by_a_project_relative_file() {
+    let _machine = crate::shared();
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let mut a = Mcp::start(&alice, "inbox").await;
+    a.connected().await;
+    let mut b = Mcp::start(&bob, "inbox").await;
+    b.connected().await;
+    let (err, t) = a.tool("share_context", json!({"summary": "  "})).await;
+    assert!(err && t.contains("summary"), "{t}");
+    // An absolute path inside the project is shared relative to its root.
+    let abs = format!("{}/src/cap/context/rank.rs", env!("CARGO_MANIFEST_DIR"));
+    let (err, t) = a
+        .tool(
+            "share_context",
+            json!({"summary": "ranking is BM25 over four weighted fields",
+                   "files_read": [abs], "tags": ["ranking"]}),
+        )
+        .await;
+    assert!(!err, "{t}");
+    let id = t
+        .split("(id ")
+        .nth(1)
+        .and_then(|s| s.get(..32))
+        .unwrap_or_else(|| panic!("no id in {t}"))
+        .to_string();
+    let (err, t) = b.tool("get_context", json!({"query": "rank.rs"})).await;
+    assert!(!err, "{t}");
+    assert!(
+        t.contains(&id)
+            && t.contains("src/cap/context/rank.rs")
+            && !t.contains(env!("CARGO_MANIFEST_DIR")),
+        "{t}"
+    );
+    assert!(t.contains("alice"), "attributed to who shared it: {t}");
+    let (_, t) = b.tool("get_context", json!({"query": "kubernetes"})).await;
+    assert!(t.contains("no shared context matches"), "{t}");
+    let (_, t) = b.tool("list_contexts", json!({})).await;
+    assert!(t.contains("1 of 1") && t.contains(&id), "{t}");
 }

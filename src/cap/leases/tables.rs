@@ -47,11 +47,5 @@ impl CapOp for Change {
 }
 
 pub fn load(store: &crate::store::Store) -> Result<Vec<LeaseRecord>, StoreError> {
-    store.read(|tx| {
-        let mut out = Vec::new();
-        for row in LEASES.read(tx)?.iter()? {
-            out.push(row?.1);
-        }
-        Ok(out)
-    })
+    LEASES.load_all(store)
 }

@@ -1,5 +1,6 @@
 //! The client side of `mesh_info`: what the mesh holds, gathered from each capability.
 
+use crate::client::format::fenced;
 use crate::client::Client;
 use crate::proto::tasks::TaskStatus;
 use serde::Serialize;
@@ -20,6 +21,12 @@ pub struct MeshInfo {
     pub open_tasks_shown: Vec<String>,
     pub streams: Vec<String>,
     pub leases: Vec<String>,
+    /// Pending schedules, the soonest first ("id to DEST at TIME").
+    pub schedules: usize,
+    pub schedules_shown: Vec<String>,
+    /// Shared contexts, the most recent first ("member: summary").
+    pub contexts: usize,
+    pub contexts_shown: Vec<String>,
     /// Parts that could not be read, with why.
     pub unavailable: Vec<String>,
 }
@@ -27,13 +34,15 @@ pub struct MeshInfo {
 impl Client {
     /// What the mesh holds now.
     pub async fn mesh_info(&self) -> MeshInfo {
-        let (peers, groups, state, tasks, streams, leases) = tokio::join!(
+        let (peers, groups, state, tasks, streams, leases, schedules, contexts) = tokio::join!(
             self.list_peers(),
             self.list_groups(),
             self.state_list(""),
             self.task_list(None, None, None),
             self.list_streams(),
             self.list_reservations(None),
+            self.list_scheduled(),
+            self.list_contexts(Some(SHOWN as u32)),
         );
         let mut i = MeshInfo::default();
         match peers {
@@ -108,6 +117,33 @@ impl Client {
             }
             Err(e) => i.unavailable.push(format!("leases: {e}")),
         }
+        match schedules {
+            Ok(s) => {
+                i.schedules = s.len();
+                i.schedules_shown = s
+                    .iter()
+                    .take(SHOWN)
+                    .map(|s| format!("{} to {} at {}", s.id, s.to, s.next_due))
+                    .collect();
+            }
+            Err(e) => i.unavailable.push(format!("schedules: {e}")),
+        }
+        match contexts {
+            Ok((c, total)) => {
+                i.contexts = total as usize;
+                i.contexts_shown = c
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{}: {}",
+                            c.member_name,
+                            crate::util::truncate(&c.summary, 80)
+                        )
+                    })
+                    .collect();
+            }
+            Err(e) => i.unavailable.push(format!("context: {e}")),
+        }
         i
     }
 }
@@ -143,6 +179,14 @@ pub fn text(mesh: &str, i: &MeshInfo) -> String {
         list(&i.streams),
         list(&i.leases),
     );
+    s.push_str(&format!("\nschedules: {}", i.schedules));
+    if !i.schedules_shown.is_empty() {
+        s.push_str(&format!(" ({})", i.schedules_shown.join("; ")));
+    }
+    s.push_str(&format!("\nshared contexts: {}", i.contexts));
+    if !i.contexts_shown.is_empty() {
+        s.push_str(&format!(" ({})", fenced(&i.contexts_shown.join("; "))));
+    }
     for u in &i.unavailable {
         s.push_str(&format!("\n(not available: {u})"));
     }

@@ -53,11 +53,5 @@ impl CapOp for Change {
 }
 
 pub fn load(store: &crate::store::Store) -> Result<Vec<ScheduleRecord>, StoreError> {
-    store.read(|tx| {
-        let mut out = Vec::new();
-        for row in SCHEDULES.read(tx)?.iter()? {
-            out.push(row?.1);
-        }
-        Ok(out)
-    })
+    SCHEDULES.load_all(store)
 }

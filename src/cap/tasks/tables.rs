@@ -46,11 +46,5 @@ impl CapOp for Put {
 
 /// Every stored task (read once when the capability opens).
 pub fn load(store: &crate::store::Store) -> Result<Vec<TaskRecord>, StoreError> {
-    store.read(|tx| {
-        let mut out = Vec::new();
-        for row in TASKS.read(tx)?.iter()? {
-            out.push(row?.1);
-        }
-        Ok(out)
-    })
+    TASKS.load_all(store)
 }
