@@ -102,6 +102,11 @@ impl Ctx {
         self.hub.presence(&self.s.mesh, peer)
     }
 
+    /// How many peers of this mesh are online now.
+    pub fn online_count(&self) -> usize {
+        self.hub.online_count(&self.s.mesh)
+    }
+
     /// How long a peer may be gone before the mesh treats it as having left.
     pub fn grace(&self) -> std::time::Duration {
         self.hub.cfg.grace

@@ -17,6 +17,7 @@ pub fn dispatch(hub: &Arc<Hub>, s: &Session, req: Request, r: Responder) {
         Request::State(q) => crate::cap::state::broker::handle(Ctx::new(hub, s), q, r),
         Request::Tasks(q) => crate::cap::tasks::broker::handle(Ctx::new(hub, s), q, r),
         Request::Leases(q) => crate::cap::leases::broker::handle(Ctx::new(hub, s), q, r),
+        Request::Clock(q) => crate::cap::clock::broker::handle(Ctx::new(hub, s), q, r),
         Request::Context(q) => crate::cap::context::broker::handle(Ctx::new(hub, s), q, r),
         Request::Schedules(q) => crate::cap::schedules::broker::handle(Ctx::new(hub, s), q, r),
         Request::Streams(q) => crate::cap::streams::broker::handle(Ctx::new(hub, s), q, r),

@@ -8,6 +8,7 @@
 //! `broker::dispatch`, `mcp::tool_groups`, [`TOOL_GROUPS`], `cli::Cmd` (and its `run` arm),
 //! [`TABLES`] if it has tables, and `pub mod` here.
 
+pub mod clock;
 pub mod context;
 pub mod leases;
 pub mod mesh;
@@ -25,6 +26,7 @@ pub const TABLES: &[crate::store::CreateTables] = &[
     leases::tables::create,
     schedules::tables::create,
     context::tables::create,
+    clock::tables::create,
 ];
 
 /// Tool groups a session can narrow its MCP tools to (`claudemesh mcp --tools`,
@@ -38,6 +40,7 @@ pub const TOOL_GROUPS: &[&str] = &[
     "streams",
     "schedules",
     "context",
+    "clock",
 ];
 
 /// Work capabilities start with the broker (sweepers, due timers), one line each.
@@ -47,6 +50,7 @@ pub const START: &[fn(&crate::broker::ctx::Ctx)] = &[
     leases::broker::start,
     streams::broker::start,
     schedules::broker::start,
+    clock::broker::start,
 ];
 
 /// A subscription's item as a one-line event for a session (MCP, `claudemesh` verbs); one

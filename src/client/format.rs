@@ -65,8 +65,9 @@ fn scheduled_note(s: &crate::client::Scheduled) -> String {
     } else {
         String::new()
     };
+    let base = if s.mesh_time { " mesh time" } else { "" };
     format!(
-        ", delivered by {kind} {} due {}{late}",
+        ", delivered by {kind} {} due {}{base}{late}",
         s.schedule_id, s.due_at
     )
 }

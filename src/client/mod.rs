@@ -145,11 +145,15 @@ pub struct InboxMessage {
 pub struct Scheduled {
     /// The schedule's id (`cancel_scheduled` takes it).
     pub schedule_id: String,
-    /// When it was due, and how much later the broker sent it (0 when on time).
+    /// When it was due, and how much later the broker sent it (0 when on time, and on
+    /// mesh time, whose lateness the wall cannot tell).
     pub due_at: String,
     pub due_at_ms: u64,
     pub late_ms: u64,
     pub recurring: bool,
+    /// `due_at` is mesh time (the mesh's simulation clock).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mesh_time: bool,
 }
 
 /// What arrives without being asked for.
@@ -798,8 +802,13 @@ fn accept_delivery(sh: &Shared, d: Delivery) -> Accept {
                     schedule_id: x.id.hex(),
                     due_at: crate::util::rfc3339(due),
                     due_at_ms: due,
-                    late_ms: d.sent_at_ms.saturating_sub(due),
+                    late_ms: if x.mesh_time {
+                        0
+                    } else {
+                        d.sent_at_ms.saturating_sub(due)
+                    },
                     recurring: x.recurring,
+                    mesh_time: x.mesh_time,
                 }
             });
             // A scheduled message was "sent" when the broker sent it, not when it was made.

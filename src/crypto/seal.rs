@@ -43,6 +43,9 @@ pub struct PlainSchedule {
     /// Delivered at every match of a cron expression, each firing under its own id.
     #[serde(default)]
     pub recurring: bool,
+    /// Its times are on the mesh's simulation clock (absent on wall-time schedules).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mesh_time: bool,
 }
 
 fn aad(msg_id: &Id16, from: &Key, to: &Target) -> Vec<u8> {

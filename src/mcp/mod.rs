@@ -104,7 +104,15 @@ struct Inner {
     /// This session's subscriptions (state watches, stream subscriptions) by what they
     /// follow (e.g. `state key:deploy`): (mesh, sub id).
     subs: Mutex<std::collections::HashMap<String, (String, u64)>>,
+    /// When a `clock_tick` was last pushed to the model (ticks are thinned, see
+    /// [`TICK_PUSH_EVERY`]).
+    last_tick_push: Mutex<Option<std::time::Instant>>,
 }
+
+/// A fast mesh clock ticks every 600 ms; the model is told of a tick at most this often
+/// (`mesh_clock` always says the current mesh time). In inbox mode a tick replaces the
+/// unread one before it.
+const TICK_PUSH_EVERY: Duration = Duration::from_secs(10);
 
 /// The MCP server.
 #[derive(Clone)]
@@ -802,8 +810,18 @@ impl MeshServer {
 
     async fn push_event(&self, mesh: &str, e: Event) {
         let peer = self.inner.peer.lock().ok().and_then(|p| p.clone());
+        let tick = e.kind == "clock_tick";
         match (self.inner.opts.mode, self.channel(), peer) {
             (MessageMode::Push, true, Some(peer)) => {
+                if tick {
+                    let Ok(mut last) = self.inner.last_tick_push.lock() else {
+                        return;
+                    };
+                    if last.is_some_and(|t| t.elapsed() < TICK_PUSH_EVERY) {
+                        return;
+                    }
+                    *last = Some(std::time::Instant::now());
+                }
                 let (content, meta) = format::channel_event(mesh, &e);
                 let n = ServerNotification::CustomNotification(CustomNotification::new(
                     "notifications/claude/channel",
@@ -814,6 +832,9 @@ impl MeshServer {
             (MessageMode::Off, _, _) => {}
             _ => {
                 if let Ok(mut ev) = self.inner.events.lock() {
+                    if tick {
+                        ev.retain(|(m, x)| !(x.kind == "clock_tick" && m == mesh));
+                    }
                     ev.push((mesh.to_string(), e));
                     let len = ev.len();
                     if len > 20 {
@@ -861,6 +882,7 @@ fn tool_groups() -> Vec<(&'static str, ToolRouter<MeshServer>)> {
         ("leases", MeshServer::leases_tools()),
         ("schedules", MeshServer::schedules_tools()),
         ("context", MeshServer::context_tools()),
+        ("clock", MeshServer::clock_tools()),
         ("streams", MeshServer::streams_tools()),
     ]
 }
@@ -955,6 +977,7 @@ pub fn build(home: &Home, mut opts: Options) -> Result<MeshServer, McpError> {
         events: Mutex::new(Vec::new()),
         peer: Mutex::new(None),
         subs: Mutex::new(std::collections::HashMap::new()),
+        last_tick_push: Mutex::new(None),
     });
     let mut tool_router = ToolRouter::new();
     let mut group_of = std::collections::HashMap::new();

@@ -8,14 +8,14 @@
 use super::*;
 
 /// Number of request kinds (and of response kinds: one each).
-pub const KINDS: usize = 42;
+pub const KINDS: usize = 46;
 
 /// A position for every request kind, 0..KINDS.
 pub fn request_index(r: &Request) -> usize {
     use {
-        conn::Request as C, context::Request as K, leases::Request as L, msg::Request as M,
-        peers::Request as P, schedules::Request as D, state::Request as S, streams::Request as X,
-        tasks::Request as T,
+        clock::Request as W, conn::Request as C, context::Request as K, leases::Request as L,
+        msg::Request as M, peers::Request as P, schedules::Request as D, state::Request as S,
+        streams::Request as X, tasks::Request as T,
     };
     match r {
         Request::Conn(C::Ping {}) => 0,
@@ -60,14 +60,18 @@ pub fn request_index(r: &Request) -> usize {
         Request::Context(K::Share { .. }) => 39,
         Request::Context(K::Get { .. }) => 40,
         Request::Context(K::List { .. }) => 41,
+        Request::Clock(W::Set { .. }) => 42,
+        Request::Clock(W::Pause {}) => 43,
+        Request::Clock(W::Resume {}) => 44,
+        Request::Clock(W::Get {}) => 45,
     }
 }
 
 /// A position for every response kind: the same as its request's.
 pub fn response_index(r: &Response) -> usize {
     use {
-        conn::Response as C, context::Response as K, leases::Response as L, msg::Response as M,
-        peers::Response as P, schedules::Response as D, state::Response as S,
+        clock::Response as W, conn::Response as C, context::Response as K, leases::Response as L,
+        msg::Response as M, peers::Response as P, schedules::Response as D, state::Response as S,
         streams::Response as X, tasks::Response as T,
     };
     match r {
@@ -113,6 +117,10 @@ pub fn response_index(r: &Response) -> usize {
         Response::Context(K::Share { .. }) => 39,
         Response::Context(K::Get { .. }) => 40,
         Response::Context(K::List { .. }) => 41,
+        Response::Clock(W::Set { .. }) => 42,
+        Response::Clock(W::Pause { .. }) => 43,
+        Response::Clock(W::Resume { .. }) => 44,
+        Response::Clock(W::Get { .. }) => 45,
     }
 }
 
@@ -214,6 +222,21 @@ pub fn stream_message() -> streams::Message {
     }
 }
 
+fn mesh_clock() -> clock::Clock {
+    clock::Clock {
+        speed: 10,
+        paused: false,
+        auto_paused: false,
+        paused_by: None,
+        tick: 3,
+        mesh_time_ms: 1_800_000_180_000,
+        started_at_ms: 1_800_000_000_000,
+        set_by: "alice".into(),
+        updated_at_ms: 26,
+        next_tick_at_ms: Some(27),
+    }
+}
+
 fn shared_context() -> context::Context {
     context::Context {
         id: Id16([12; 16]),
@@ -310,9 +333,9 @@ pub fn feed() -> Feed {
 /// One request of every kind, in index order.
 pub fn requests() -> Vec<Request> {
     use {
-        conn::Request as C, context::Request as K, leases::Request as L, msg::Request as M,
-        peers::Request as P, schedules::Request as D, state::Request as S, streams::Request as X,
-        tasks::Request as T,
+        clock::Request as W, conn::Request as C, context::Request as K, leases::Request as L,
+        msg::Request as M, peers::Request as P, schedules::Request as D, state::Request as S,
+        streams::Request as X, tasks::Request as T,
     };
     vec![
         Request::Conn(C::Ping {}),
@@ -464,14 +487,21 @@ pub fn requests() -> Vec<Request> {
             limit: Some(5),
         }),
         Request::Context(K::List { limit: Some(20) }),
+        Request::Clock(W::Set {
+            speed: 10,
+            start_at_ms: Some(1_800_000_000_000),
+        }),
+        Request::Clock(W::Pause {}),
+        Request::Clock(W::Resume {}),
+        Request::Clock(W::Get {}),
     ]
 }
 
 /// One response of every kind, in index order.
 pub fn responses() -> Vec<Response> {
     use {
-        conn::Response as C, context::Response as K, leases::Response as L, msg::Response as M,
-        peers::Response as P, schedules::Response as D, state::Response as S,
+        clock::Response as W, conn::Response as C, context::Response as K, leases::Response as L,
+        msg::Response as M, peers::Response as P, schedules::Response as D, state::Response as S,
         streams::Response as X, tasks::Response as T,
     };
     vec![
@@ -623,6 +653,23 @@ pub fn responses() -> Vec<Response> {
         Response::Context(K::List {
             contexts: vec![shared_context()],
             total: 1,
+        }),
+        Response::Clock(W::Set {
+            clock: mesh_clock(),
+        }),
+        Response::Clock(W::Pause {
+            clock: clock::Clock {
+                paused: true,
+                paused_by: Some("alice".into()),
+                next_tick_at_ms: None,
+                ..mesh_clock()
+            },
+        }),
+        Response::Clock(W::Resume {
+            clock: mesh_clock(),
+        }),
+        Response::Clock(W::Get {
+            clock: Some(mesh_clock()),
         }),
     ]
 }

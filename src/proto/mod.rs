@@ -11,6 +11,7 @@
 
 pub mod admin;
 mod bytes;
+pub mod clock;
 pub mod codec;
 pub mod conn;
 pub mod context;
@@ -259,6 +260,7 @@ pub enum Request {
     Streams(streams::Request),
     Schedules(schedules::Request),
     Context(context::Request),
+    Clock(clock::Request),
 }
 
 /// A successful answer, same capability and kind as its request.
@@ -274,6 +276,7 @@ pub enum Response {
     Streams(streams::Response),
     Schedules(schedules::Response),
     Context(context::Response),
+    Clock(clock::Response),
 }
 
 impl Request {
@@ -302,6 +305,7 @@ pub const CAPS: &[&str] = &[
     streams::CAP,
     schedules::CAP,
     context::CAP,
+    clock::CAP,
 ];
 
 /// Frames the broker sends.
@@ -488,6 +492,16 @@ impl From<leases::Response> for Response {
 impl From<schedules::Response> for Response {
     fn from(r: schedules::Response) -> Self {
         Response::Schedules(r)
+    }
+}
+impl From<clock::Response> for Response {
+    fn from(r: clock::Response) -> Self {
+        Response::Clock(r)
+    }
+}
+impl From<clock::Request> for Request {
+    fn from(r: clock::Request) -> Self {
+        Request::Clock(r)
     }
 }
 impl From<context::Response> for Response {

@@ -148,6 +148,18 @@ pub async fn next_message(c: &Client, d: Duration) -> Option<InboxMessage> {
     }
 }
 
+/// The next event of `kind` `c` receives within `WAIT`, skipping everything else.
+pub async fn event(c: &Client, kind: &str) -> Option<claudemesh::proto::Event> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, c.recv()).await {
+            Ok(Some(Inbound::Event(e))) if e.kind == kind => return Some(e),
+            Ok(Some(_)) => continue,
+            _ => return None,
+        }
+    }
+}
+
 /// Collect every pushed message arriving within `d`.
 pub async fn messages_within(c: &Client, d: Duration) -> Vec<InboxMessage> {
     let mut v = Vec::new();

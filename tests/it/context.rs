@@ -3,22 +3,10 @@
 //! kept across a restart after their session left, bad input.
 
 use crate::common::*;
-use claudemesh::client::{Client, Inbound};
-use claudemesh::proto::{ErrorCode, Event};
+use claudemesh::proto::ErrorCode;
 
 fn v(p: &[&str]) -> Vec<String> {
     p.iter().map(|s| s.to_string()).collect()
-}
-
-async fn event(c: &Client, kind: &str) -> Option<Event> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, c.recv()).await {
-            Ok(Some(Inbound::Event(e))) if e.kind == kind => return Some(e),
-            Ok(Some(_)) => continue,
-            _ => return None,
-        }
-    }
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 mod common;
 
 mod bad_input;
+mod clock;
 mod context;
 mod crypto_vectors;
 mod fuzz_corpus;

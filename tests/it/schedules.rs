@@ -7,23 +7,11 @@ use crate::common::*;
 use chrono::TimeZone;
 use claudemesh::cap::schedules::client::When;
 use claudemesh::cap::schedules::tables::{self, Change};
-use claudemesh::client::{enroll, Client, Inbound};
-use claudemesh::proto::{ErrorCode, Event, Id16, Priority, Role};
+use claudemesh::client::enroll;
+use claudemesh::proto::{ErrorCode, Id16, Priority, Role};
 use claudemesh::store::{Op, Store};
 use claudemesh::util::now_ms;
 use std::time::Duration;
-
-/// The next event of `kind` `c` receives within `WAIT`.
-async fn event(c: &Client, kind: &str) -> Option<Event> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, c.recv()).await {
-            Ok(Some(Inbound::Event(e))) if e.kind == kind => return Some(e),
-            Ok(Some(_)) => continue,
-            _ => return None,
-        }
-    }
-}
 
 fn code(e: claudemesh::client::ClientError) -> Option<ErrorCode> {
     e.code()

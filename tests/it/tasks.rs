@@ -4,9 +4,8 @@
 
 use crate::common::*;
 use claudemesh::cap::tasks::client::NewTask;
-use claudemesh::client::{Client, Inbound};
 use claudemesh::proto::tasks::TaskStatus;
-use claudemesh::proto::{ErrorCode, Event, Id16};
+use claudemesh::proto::{ErrorCode, Id16};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,18 +13,6 @@ fn new(title: &str) -> NewTask {
     NewTask {
         title: title.into(),
         ..Default::default()
-    }
-}
-
-/// The next event of `kind` `c` receives within `WAIT`.
-async fn event(c: &Client, kind: &str) -> Option<Event> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, c.recv()).await {
-            Ok(Some(Inbound::Event(e))) if e.kind == kind => return Some(e),
-            Ok(Some(_)) => continue,
-            _ => return None,
-        }
     }
 }
 

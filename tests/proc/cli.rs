@@ -325,10 +325,56 @@ fn coordination_verbs_answer_json_state_task_lease_schedule_context_and_info() {
     let hits = json(&env.ok("bob", &["context", "get", "parser.rs", "--json"]));
     assert_eq!(hits[0]["context"]["id"], cid.as_str(), "{hits}");
 
+    // clock: none, then set (at a mesh time), shown, a reminder on mesh time.
+    assert_eq!(
+        json(&env.ok("bob", &["clock", "show", "--json"])),
+        serde_json::Value::Null
+    );
+    let c = json(&env.ok(
+        "alice",
+        &[
+            "clock",
+            "set",
+            "10",
+            "--start",
+            "2027-01-04T09:00:00Z",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        (c["speed"].as_u64(), c["paused"].as_bool()),
+        (Some(10), Some(false)),
+        "{c}"
+    );
+    let shown = env.ok("bob", &["clock", "show"]);
+    assert!(
+        shown.contains("2027-01-04T09:0") && shown.contains("x10"),
+        "{shown}"
+    );
+    let s = json(&env.ok(
+        "alice",
+        &[
+            "schedule",
+            "add",
+            "mesh-time stand-up",
+            "--in",
+            "1h",
+            "--mesh-time",
+            "--json",
+        ],
+    ));
+    assert_eq!(s["mesh_clock"], true, "{s}");
+    let err = env.fails("alice", &["clock", "set", "0"]);
+    assert!(err.contains("1..=100"), "{err}");
+
     // info: the whole mesh in one answer.
     let info = json(&env.ok("bob", &["info", "--json"]));
     assert_eq!(info["contexts"], 1, "{info}");
-    assert_eq!(info["schedules"], 0, "{info}");
+    assert_eq!(info["schedules"], 1, "{info}");
+    assert!(
+        info["clock"].as_str().unwrap_or_default().contains("x10"),
+        "{info}"
+    );
 }
 
 #[test]

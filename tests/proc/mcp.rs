@@ -516,6 +516,7 @@ async fn tool_calls_with_unknown_arguments_such_as_geminis_wait_for_previous_suc
                 "list_scheduled",
                 "get_context",
                 "list_contexts",
+                "mesh_clock",
                 "subscribe",
                 "unsubscribe",
                 "read_stream",
@@ -1059,4 +1060,46 @@ async fn share_context_names_its_id_and_get_context_finds_it_by_a_project_relati
     assert!(t.contains("no shared context matches"), "{t}");
     let (_, t) = b.tool("list_contexts", json!({})).await;
     assert!(t.contains("1 of 1") && t.contains(&id), "{t}");
+}
+
+#[tokio::test]
+async fn mesh_clock_tools_set_pause_resume_and_unread_ticks_collapse_into_the_latest() {
+    let _machine = crate::shared();
+    let mesh = Mesh::start().await;
+    let bob = mesh.member("bob").await;
+    let mut m = Mcp::start(&bob, "inbox").await;
+    m.connected().await;
+    let (err, t) = m.tool("mesh_clock", json!({})).await;
+    assert!(!err && t.contains("no clock"), "{t}");
+    let (err, t) = m.tool("mesh_pause_clock", json!({})).await;
+    assert!(err && t.contains("set one first"), "{t}");
+    let (err, t) = m.tool("mesh_set_clock", json!({"speed": 500})).await;
+    assert!(err && t.contains("1..=100"), "{t}");
+    let (err, t) = m
+        .tool(
+            "mesh_set_clock",
+            json!({"speed": 100, "start_at": "yesterday"}),
+        )
+        .await;
+    assert!(err && t.contains("RFC 3339"), "{t}");
+    let (err, t) = m
+        .tool(
+            "mesh_set_clock",
+            json!({"speed": 100, "start_at": "2027-01-04T09:00:00Z"}),
+        )
+        .await;
+    assert!(
+        !err && t.contains("2027-01-04T09:00:00Z") && t.contains("x100"),
+        "{t}"
+    );
+    // Several ticks go by unread: the inbox shows only the latest one.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (err, t) = m.tool("mesh_pause_clock", json!({})).await;
+    assert!(!err && t.contains("paused by bob"), "{t}");
+    let (_, text) = m.tool("check_messages", json!({})).await;
+    assert_eq!(text.matches("(tick ").count(), 1, "{text}");
+    let (err, t) = m.tool("mesh_resume_clock", json!({})).await;
+    assert!(!err && t.contains("running at x100"), "{t}");
+    let (_, t) = m.tool("mesh_clock", json!({})).await;
+    assert!(t.contains("next tick in"), "{t}");
 }

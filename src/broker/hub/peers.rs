@@ -130,6 +130,17 @@ impl Hub {
         Some((p.online(), seen))
     }
 
+    /// How many peers of `mesh` are online now.
+    pub(crate) fn online_count(&self, mesh: &Key) -> usize {
+        let st = self.lock();
+        st.meshes.get(mesh).map_or(0, |m| {
+            m.peers
+                .iter()
+                .filter(|pk| st.peers.get(*pk).is_some_and(|p| p.online()))
+                .count()
+        })
+    }
+
     /// Stop announcing this peer's comings and goings (it is hiding): no "left" event later.
     pub(crate) fn stop_announcing(&self, s: &Session) {
         if let Some(p) = self.lock().peers.get_mut(&s.peer) {

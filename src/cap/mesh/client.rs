@@ -27,6 +27,8 @@ pub struct MeshInfo {
     /// Shared contexts, the most recent first ("member: summary").
     pub contexts: usize,
     pub contexts_shown: Vec<String>,
+    /// The mesh clock in one line, when the mesh has set one.
+    pub clock: Option<String>,
     /// Parts that could not be read, with why.
     pub unavailable: Vec<String>,
 }
@@ -34,7 +36,7 @@ pub struct MeshInfo {
 impl Client {
     /// What the mesh holds now.
     pub async fn mesh_info(&self) -> MeshInfo {
-        let (peers, groups, state, tasks, streams, leases, schedules, contexts) = tokio::join!(
+        let (peers, groups, state, tasks, streams, leases, schedules, contexts, clock) = tokio::join!(
             self.list_peers(),
             self.list_groups(),
             self.state_list(""),
@@ -43,6 +45,7 @@ impl Client {
             self.list_reservations(None),
             self.list_scheduled(),
             self.list_contexts(Some(SHOWN as u32)),
+            self.get_clock(),
         );
         let mut i = MeshInfo::default();
         match peers {
@@ -144,6 +147,10 @@ impl Client {
             }
             Err(e) => i.unavailable.push(format!("context: {e}")),
         }
+        match clock {
+            Ok(c) => i.clock = c.as_ref().map(crate::cap::clock::client::line),
+            Err(e) => i.unavailable.push(format!("clock: {e}")),
+        }
         i
     }
 }
@@ -186,6 +193,9 @@ pub fn text(mesh: &str, i: &MeshInfo) -> String {
     s.push_str(&format!("\nshared contexts: {}", i.contexts));
     if !i.contexts_shown.is_empty() {
         s.push_str(&format!(" ({})", fenced(&i.contexts_shown.join("; "))));
+    }
+    if let Some(c) = &i.clock {
+        s.push_str(&format!("\nclock: {c}"));
     }
     for u in &i.unavailable {
         s.push_str(&format!("\n(not available: {u})"));

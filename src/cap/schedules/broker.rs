@@ -39,13 +39,18 @@ struct Inner {
     meshes: HashMap<Key, HashMap<Id16, ScheduleRecord>>,
     /// (due ms, mesh, id) of every wall-clock schedule, soonest first.
     due: BTreeSet<(u64, Key, Id16)>,
+    /// (mesh, due mesh-time ms, id) of every schedule on its mesh's clock.
+    mesh_due: BTreeSet<(Key, u64, Id16)>,
     /// Firings sent and not yet settled.
     firing: HashSet<(Key, Id16)>,
 }
 
 impl Inner {
     fn insert(&mut self, r: ScheduleRecord) {
-        if !r.schedule.mesh_clock {
+        if r.schedule.mesh_clock {
+            self.mesh_due
+                .insert((r.mesh, r.schedule.next_due_ms, r.schedule.id));
+        } else {
             self.due
                 .insert((r.schedule.next_due_ms, r.mesh, r.schedule.id));
         }
@@ -58,6 +63,7 @@ impl Inner {
     fn remove(&mut self, mesh: &Key, id: &Id16) -> Option<ScheduleRecord> {
         let r = self.meshes.get_mut(mesh)?.remove(id)?;
         self.due.remove(&(r.schedule.next_due_ms, *mesh, *id));
+        self.mesh_due.remove(&(*mesh, r.schedule.next_due_ms, *id));
         Some(r)
     }
 }
@@ -149,7 +155,7 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
         Err(e) => return r.err(e),
     };
     let mesh = ctx.mesh();
-    let now = crate::util::now_ms();
+    let wall = crate::util::now_ms();
     match q {
         Q::Create {
             id,
@@ -163,12 +169,20 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
             tz,
             mesh_clock,
         } => {
-            if mesh_clock {
-                return r.err(Refusal::new(
-                    ErrorCode::Unavailable,
-                    "this mesh has no simulation clock set; schedule on wall time, or set the clock first (mesh_set_clock)",
-                ));
-            }
+            // Times are on the mesh clock when asked, else on the wall.
+            let now = if mesh_clock {
+                match crate::cap::clock::broker::mesh_now(&ctx, &mesh) {
+                    Some(t) => t,
+                    None => {
+                        return r.err(Refusal::new(
+                            ErrorCode::Unavailable,
+                            "this mesh has no simulation clock set; schedule on wall time, or set the clock first (mesh_set_clock)",
+                        ))
+                    }
+                }
+            } else {
+                wall
+            };
             let first = match (deliver_at_ms, in_seconds, cron.as_deref()) {
                 (Some(at), None, None) => {
                     if at + PAST_SLACK_MS < now {
@@ -253,7 +267,7 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                 cron: cron.clone(),
                 tz: if cron.is_some() { tz } else { None },
                 mesh_clock,
-                created_at_ms: now,
+                created_at_ms: wall,
                 next_due_ms: first,
                 fired: 0,
                 last_fired_ms: None,
@@ -372,28 +386,49 @@ pub fn start(ctx: &Ctx) {
     });
 }
 
-/// Send every due schedule that is not already on its way.
+/// Send every due schedule that is not already on its way: wall-time ones by the wall,
+/// mesh-time ones by their mesh's clock.
 fn fire_due(sched: &Arc<Schedules>, ctx: &Ctx) {
     let now = crate::util::now_ms();
-    let due: Vec<ScheduleRecord> = {
+    // Mesh time of each mesh with schedules on its clock, read before taking our lock.
+    let on_clock: Vec<Key> = {
+        let m = sched.lock();
+        let mut v: Vec<Key> = m.mesh_due.iter().map(|(k, _, _)| *k).collect();
+        v.dedup();
+        v
+    };
+    let mesh_times: Vec<(Key, u64)> = on_clock
+        .into_iter()
+        .filter_map(|k| crate::cap::clock::broker::mesh_now(ctx, &k).map(|t| (k, t)))
+        .collect();
+    let due: Vec<(ScheduleRecord, u64)> = {
         let mut m = sched.lock();
-        let keys: Vec<(u64, Key, Id16)> = m
+        let mut keys: Vec<(Key, Id16, u64)> = m
             .due
             .range(..=(now, Key([0xff; 32]), Id16([0xff; 16])))
-            .filter(|(_, mesh, id)| !m.firing.contains(&(*mesh, *id)))
-            .copied()
+            .map(|(_, mesh, id)| (*mesh, *id, now))
             .collect();
+        for (mesh, t) in &mesh_times {
+            keys.extend(
+                m.mesh_due
+                    .range((*mesh, 0, Id16([0; 16]))..=(*mesh, *t, Id16([0xff; 16])))
+                    .map(|(mesh, _, id)| (*mesh, *id, *t)),
+            );
+        }
         let mut out = Vec::with_capacity(keys.len());
-        for (_, mesh, id) in keys {
+        for (mesh, id, at) in keys {
+            if m.firing.contains(&(mesh, id)) {
+                continue;
+            }
             if let Some(r) = m.meshes.get(&mesh).and_then(|h| h.get(&id)).cloned() {
                 m.firing.insert((mesh, id));
-                out.push(r);
+                out.push((r, at));
             }
         }
         out
     };
-    for rec in due {
-        fire(sched, ctx, rec, now);
+    for (rec, at) in due {
+        fire(sched, ctx, rec, at);
     }
 }
 

@@ -48,6 +48,9 @@ pub struct AddCmd {
     /// now, next (default) or low
     #[argh(option, default = "String::from(\"next\")")]
     pub priority: String,
+    /// times on the mesh's simulation clock ('claudemesh clock set'), not the wall
+    #[argh(switch)]
+    pub mesh_time: bool,
     /// mesh name (needed when joined to several)
     #[argh(option)]
     pub mesh: Option<String>,
@@ -106,7 +109,7 @@ pub async fn run(home: &Home, c: ScheduleCmd) -> Result<()> {
             let priority: Priority = c.priority.parse().map_err(|e: String| anyhow!(e))?;
             let client = connect(home, c.mesh.as_deref(), false).await?;
             let s = client
-                .schedule(c.to.as_deref(), &c.text, when, priority)
+                .schedule_on(c.to.as_deref(), &c.text, when, priority, c.mesh_time)
                 .await?;
             if c.json {
                 println!("{}", serde_json::to_string(&s)?);

@@ -56,7 +56,7 @@ fn dests(to: Option<&str>) -> Option<Vec<Dest>> {
 impl Client {
     /// Schedule `text` for `to` (a peer, `@group`, `*`, a comma-separated list; none or
     /// `me` = a reminder to this session), sealed here, delivered by the broker when due
-    /// (on wall time; mesh time comes with the `clock` capability).
+    /// on wall time.
     pub async fn schedule(
         &self,
         to: Option<&str>,
@@ -64,15 +64,44 @@ impl Client {
         when: When,
         priority: Priority,
     ) -> Result<ScheduleView, ClientError> {
-        let mesh_clock = false; // mesh time arrives with the `clock` capability
+        self.schedule_on(to, text, when, priority, false).await
+    }
+
+    /// As [`Client::schedule`]; with `mesh_clock` the times are on the mesh's simulation
+    /// clock (`deliver_at` a mesh time, `in_seconds` and cron counted in mesh time).
+    pub async fn schedule_on(
+        &self,
+        to: Option<&str>,
+        text: &str,
+        when: When,
+        priority: Priority,
+        mesh_clock: bool,
+    ) -> Result<ScheduleView, ClientError> {
+        // On mesh time, "in N seconds" is fixed here against the mesh clock, so the sealed
+        // payload and the broker agree on the due time.
+        let when = match (mesh_clock, when) {
+            (true, w) => {
+                let Some(c) = self.get_clock().await? else {
+                    return Err(ClientError::Refused {
+                        code: ErrorCode::Unavailable,
+                        message: "this mesh has no simulation clock set; schedule on wall time, or set the clock first (mesh_set_clock)".into(),
+                    });
+                };
+                match w {
+                    When::In(s) => When::At(c.mesh_time_ms.saturating_add(s.saturating_mul(1000))),
+                    w => w,
+                }
+            }
+            (false, w) => w,
+        };
         let mut id = Id16::random();
         if when.recurring() {
             id.0[12..].copy_from_slice(&[0; 4]);
         }
         let now = now_ms();
         let due_at_ms = match &when {
-            When::At(t) if !mesh_clock => Some(*t),
-            When::In(s) if !mesh_clock => Some(now.saturating_add(s.saturating_mul(1000))),
+            When::At(t) => Some(*t),
+            When::In(s) => Some(now.saturating_add(s.saturating_mul(1000))),
             _ => None,
         };
         let plain = Plain {
@@ -82,6 +111,7 @@ impl Client {
                 id,
                 due_at_ms,
                 recurring: when.recurring(),
+                mesh_time: mesh_clock,
             }),
         };
         let own_copy = self.seal_to_self(&id, &plain);

@@ -27,6 +27,8 @@ pub struct ScheduleParams {
     /// "now" interrupts, "next" (default) waits until the recipient is idle, "low" waits
     /// until it checks its messages.
     pub priority: Option<String>,
+    /// true: the times are on the mesh's simulation clock (mesh_set_clock), not the wall.
+    pub mesh_time: Option<bool>,
     /// Mesh name, when this session is in several.
     pub mesh: Option<String>,
 }
@@ -85,7 +87,13 @@ impl MeshServer {
             let priority: Priority = p.priority.as_deref().unwrap_or("next").parse()?;
             let s = link
                 .client
-                .schedule(p.to.as_deref(), &p.message, when, priority)
+                .schedule_on(
+                    p.to.as_deref(),
+                    &p.message,
+                    when,
+                    priority,
+                    p.mesh_time.unwrap_or(false),
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             let text = format!("scheduled (id {}): {}", s.id, line(&s));

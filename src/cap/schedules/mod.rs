@@ -29,8 +29,12 @@
 //!   the creator; a recurring schedule goes on.
 //! - Limits: 1,000 pending schedules per mesh, one-time schedules at most ten years
 //!   ahead, a `deliver_at` more than a minute in the past is refused, message size as
-//!   for `send_message`. Times are wall time; `mesh_clock` (mesh time) is refused until
-//!   the `clock` capability exists.
+//!   for `send_message`.
+//! - Mesh time: with `mesh_clock` (MCP `mesh_time`, CLI `--mesh-time`) the times are on
+//!   the mesh's simulation clock (`clock`), which must be set: `deliver_at` is a mesh
+//!   time, `in_seconds` and cron count mesh time, and the schedule fires at the tick that
+//!   reaches its due time; while the clock is paused it waits. Without a clock such a
+//!   schedule is refused (`unavailable`).
 //!
 //! Table `schedules` (mesh ‖ schedule id → schedule with its envelopes).
 
