@@ -213,7 +213,8 @@ impl Ctx {
     /// Send `envelopes` as peer `from` of this mesh through core delivery: stored once per
     /// (`from`, `msg_id`), queued for offline recipients, pushed to online ones. `done`
     /// hears the recipient count or the refusal once, after the commit, on a task of its
-    /// own (never under the hub's lock). Call it from within the broker's runtime.
+    /// own (never under the hub's lock). Call it from within the broker's runtime. A
+    /// sender whose member was removed from the mesh is refused with `not_member`.
     pub fn send_as(
         &self,
         from: Key,
@@ -227,6 +228,15 @@ impl Ctx {
             mesh: self.s.mesh,
             conn_id: 0,
         };
+        if self.hub.caller(&s).is_none() {
+            tokio::spawn(async move {
+                done(Err(Refusal::new(
+                    ErrorCode::NotMember,
+                    "the sender is no longer a member of this mesh",
+                )))
+            });
+            return;
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let reply = SendReply::Call(Box::new(move |r| {
             let _ = tx.send(r);

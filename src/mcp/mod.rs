@@ -104,9 +104,9 @@ struct Inner {
     /// This session's subscriptions (state watches, stream subscriptions) by what they
     /// follow (e.g. `state key:deploy`): (mesh, sub id).
     subs: Mutex<std::collections::HashMap<String, (String, u64)>>,
-    /// When a `clock_tick` was last pushed to the model (ticks are thinned, see
-    /// [`TICK_PUSH_EVERY`]).
-    last_tick_push: Mutex<Option<std::time::Instant>>,
+    /// When a `clock_tick` of each mesh was last pushed to the model (ticks are thinned,
+    /// see [`TICK_PUSH_EVERY`]).
+    last_tick_push: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// A fast mesh clock ticks every 600 ms; the model is told of a tick at most this often
@@ -817,10 +817,13 @@ impl MeshServer {
                     let Ok(mut last) = self.inner.last_tick_push.lock() else {
                         return;
                     };
-                    if last.is_some_and(|t| t.elapsed() < TICK_PUSH_EVERY) {
+                    if last
+                        .get(mesh)
+                        .is_some_and(|t| t.elapsed() < TICK_PUSH_EVERY)
+                    {
                         return;
                     }
-                    *last = Some(std::time::Instant::now());
+                    last.insert(mesh.to_string(), std::time::Instant::now());
                 }
                 let (content, meta) = format::channel_event(mesh, &e);
                 let n = ServerNotification::CustomNotification(CustomNotification::new(
@@ -977,7 +980,7 @@ pub fn build(home: &Home, mut opts: Options) -> Result<MeshServer, McpError> {
         events: Mutex::new(Vec::new()),
         peer: Mutex::new(None),
         subs: Mutex::new(std::collections::HashMap::new()),
-        last_tick_push: Mutex::new(None),
+        last_tick_push: Mutex::new(std::collections::HashMap::new()),
     });
     let mut tool_router = ToolRouter::new();
     let mut group_of = std::collections::HashMap::new();

@@ -88,6 +88,28 @@ impl Mesh {
         }
     }
 
+    /// Enroll a mesh admin named `name` (through an admin invite made on the data dir).
+    pub async fn admin(&self, name: &str) -> Member {
+        let invite = enroll::make_invite(
+            &self.data_dir(),
+            &self.owned,
+            Role::Admin,
+            claudemesh::util::now_ms() + 3_600_000,
+            None,
+        )
+        .await
+        .unwrap();
+        let home = Home {
+            dir: self.tmp.path().join(format!("home-{name}")),
+        };
+        let (mc, _) = enroll::join(&home, &invite, name).await.unwrap();
+        Member {
+            home,
+            mc,
+            name: name.to_string(),
+        }
+    }
+
     pub async fn stop(&mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;

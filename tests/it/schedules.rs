@@ -7,8 +7,7 @@ use crate::common::*;
 use chrono::TimeZone;
 use claudemesh::cap::schedules::client::When;
 use claudemesh::cap::schedules::tables::{self, Change};
-use claudemesh::client::enroll;
-use claudemesh::proto::{ErrorCode, Id16, Priority, Role};
+use claudemesh::proto::{ErrorCode, Id16, Priority};
 use claudemesh::store::{Op, Store};
 use claudemesh::util::now_ms;
 use std::time::Duration;
@@ -157,26 +156,7 @@ async fn a_schedule_is_cancelled_by_its_creator_or_an_admin_and_no_one_else() {
     let mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
     let (a, b) = (alice.connect().await, bob.connect().await);
-    let admin_invite = enroll::make_invite(
-        &mesh.data_dir(),
-        &mesh.owned,
-        Role::Admin,
-        now_ms() + 3_600_000,
-        None,
-    )
-    .await
-    .unwrap();
-    let home = claudemesh::client::Home {
-        dir: mesh.tmp.path().join("home-root"),
-    };
-    let (mc, _) = enroll::join(&home, &admin_invite, "root").await.unwrap();
-    let root = Member {
-        home,
-        mc,
-        name: "root".into(),
-    }
-    .connect()
-    .await;
+    let root = mesh.admin("root").await.connect().await;
     let one = a
         .schedule(None, "one", When::In(3600), Priority::Next)
         .await
@@ -244,7 +224,21 @@ async fn pending_schedules_survive_a_restart_and_a_firing_missed_while_down_come
     assert!(listed.iter().any(|s| s.id == once.id));
     // Once, even when the broker stopped after sending a firing and before advancing its
     // schedule: put the schedule back to that due time, as such a crash leaves it.
-    tokio::time::sleep(Duration::from_millis(200)).await; // the ack reaches the broker
+    // Wait until the broker has bob's ack (its creator sees the firing read).
+    let mut read = false;
+    for _ in 0..100 {
+        let (st, _) = a.message_status(m.msg_id).await.unwrap();
+        if st
+            .iter()
+            .all(|r| r.state == claudemesh::proto::msg::DeliveryState::Read)
+            && !st.is_empty()
+        {
+            read = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(read, "bob's ack reached the broker");
     a.close().await;
     b.close().await;
     mesh.stop().await;
@@ -327,4 +321,37 @@ async fn bad_schedules_are_refused_with_a_reason_and_nothing_is_kept() {
     assert!(e.contains("exactly one"), "{e}");
     assert!(claudemesh::cap::schedules::mcp::when(Some("soon"), None, None, None).is_err());
     assert!(a.list_scheduled().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_removed_members_schedules_are_dropped_unsent() {
+    let mesh = Mesh::start().await;
+    let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);
+    let (a, b) = (alice.connect().await, bob.connect().await);
+    let s = a
+        .schedule(
+            Some("bob"),
+            "from a former member",
+            When::In(1),
+            Priority::Now,
+        )
+        .await
+        .unwrap();
+    claudemesh::client::admin::call(
+        &mesh.data_dir(),
+        &claudemesh::proto::admin::AdminRequest::MemberRemove {
+            mesh: "team".into(),
+            name: "alice".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        next_message(&b, Duration::from_millis(2500))
+            .await
+            .is_none(),
+        "nothing is sent in the name of a removed member"
+    );
+    let left = b.list_scheduled().await.unwrap();
+    assert!(left.iter().all(|x| x.id != s.id), "{left:?}");
 }

@@ -152,6 +152,78 @@ async fn only_the_claimer_completes_or_unclaims_and_a_completed_task_stays_compl
 }
 
 #[tokio::test]
+async fn a_task_for_a_group_is_claimed_only_by_its_working_members_and_its_lead_or_an_admin_may_finish_it(
+) {
+    let mesh = Mesh::start().await;
+    let [a, b, o, w, l] = {
+        let mut v = Vec::new();
+        for n in ["alice", "bob", "olga", "wei", "lena"] {
+            v.push(mesh.member(n).await.connect().await);
+        }
+        <[_; 5]>::try_from(v).ok().unwrap()
+    };
+    o.join_group("eng", "observer").await.unwrap();
+    w.join_group("eng/web", "member").await.unwrap();
+    l.join_group("eng", "lead").await.unwrap();
+    let t = a
+        .task_create(NewTask {
+            assignee: Some("@eng".into()),
+            ..new("ship the login page")
+        })
+        .await
+        .unwrap();
+    assert_eq!(t.assignee.as_deref(), Some("@eng"));
+    let e = event(&w, "task_assigned")
+        .await
+        .expect("the group's members are told");
+    assert!(e.text.contains("@eng"), "{}", e.text);
+    // Not in the group, or only watching it: refused, nothing changes.
+    for (who, c) in [("bob", &b), ("olga", &o)] {
+        let e = c.task_claim(t.id, None).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::Forbidden), "{who}: {e}");
+        assert!(e.to_string().contains("join @eng"), "{e}");
+    }
+    assert_eq!(a.task_get(t.id).await.unwrap().status, TaskStatus::Open);
+    // A sub-group member works in the group: it claims.
+    assert!(w.task_claim(t.id, None).await.unwrap().claimed);
+    // The lead may unclaim it (a stuck claim), not a plain member of the mesh.
+    let e = b.task_unclaim(t.id).await.unwrap_err();
+    assert!(e.to_string().contains("a lead of @eng"), "{e}");
+    assert_eq!(l.task_unclaim(t.id).await.unwrap().status, TaskStatus::Open);
+    assert!(w.task_claim(t.id, None).await.unwrap().claimed);
+    let done = l.task_complete(t.id, "reviewed and shipped").await.unwrap();
+    assert_eq!(done.status, TaskStatus::Completed);
+    // A mesh admin claims and completes group tasks and others' tasks alike.
+    let root = mesh.admin("root").await.connect().await;
+    let t2 = a
+        .task_create(NewTask {
+            assignee: Some("@eng".into()),
+            ..new("rotate the keys")
+        })
+        .await
+        .unwrap();
+    assert!(root.task_claim(t2.id, None).await.unwrap().claimed);
+    let t3 = a.task_create(new("bob's job")).await.unwrap();
+    assert!(b.task_claim(t3.id, None).await.unwrap().claimed);
+    assert_eq!(
+        root.task_complete(t3.id, "done by an admin")
+            .await
+            .unwrap()
+            .status,
+        TaskStatus::Completed
+    );
+    // A bad group name is refused.
+    let e = a
+        .task_create(NewTask {
+            assignee: Some("@no such group".into()),
+            ..new("x")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::BadRequest), "{e}");
+}
+
+#[tokio::test]
 async fn a_lapsed_claim_lease_returns_the_task_to_open_with_an_event_also_after_a_restart() {
     let mut mesh = Mesh::start().await;
     let (alice, bob) = (mesh.member("alice").await, mesh.member("bob").await);

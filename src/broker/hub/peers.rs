@@ -34,6 +34,29 @@ impl Caller {
     pub fn is_admin(&self) -> bool {
         matches!(self.role, Role::Owner | Role::Admin)
     }
+
+    /// In `group` or one of its sub-groups (`eng/web` is in `eng`, as a message to `@eng`
+    /// reaches it) with a role other than `observer`: a group's work may be taken on.
+    pub fn works_in(&self, group: &str) -> bool {
+        self.groups
+            .iter()
+            .any(|g| within(&g.group, group) && !g.role.eq_ignore_ascii_case("observer"))
+    }
+
+    /// Lead of `group` or of a group above it (a lead of `eng` leads `eng/web`).
+    pub fn leads(&self, group: &str) -> bool {
+        self.groups
+            .iter()
+            .any(|g| within(group, &g.group) && g.role.eq_ignore_ascii_case("lead"))
+    }
+}
+
+/// `inner` is `outer` or one of its sub-groups.
+fn within(inner: &str, outer: &str) -> bool {
+    inner == outer
+        || inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Who an event goes to.
@@ -323,4 +346,48 @@ fn route_name(st: &State, mesh: &MeshState, n: &str) -> Option<Key> {
                 .map(|p| p.rec.peer_pk)
         })
         .or(owner.peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::peers::GroupRole;
+
+    fn caller(groups: &[(&str, &str)]) -> Caller {
+        Caller {
+            mesh: Key([0; 32]),
+            peer: Key([1; 32]),
+            peer_name: "p".into(),
+            member: Key([2; 32]),
+            member_name: "m".into(),
+            role: Role::Member,
+            groups: groups
+                .iter()
+                .map(|(g, r)| GroupRole {
+                    group: g.to_string(),
+                    role: r.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn sub_group_members_work_in_the_group_observers_do_not_and_leads_lead_downward() {
+        let web = caller(&[("eng/web", "member")]);
+        assert!(web.works_in("eng") && web.works_in("eng/web"));
+        assert!(!web.works_in("engineering") && !web.works_in("eng/webapp"));
+        assert!(!caller(&[("eng", "Observer")]).works_in("eng"));
+        assert!(
+            caller(&[("eng", "reviewer")]).works_in("eng"),
+            "free-text roles work"
+        );
+        let lead = caller(&[("eng", "lead")]);
+        assert!(lead.leads("eng") && lead.leads("eng/web"));
+        assert!(!lead.leads("ops") && !lead.leads("engineering"));
+        assert!(
+            !web.leads("eng"),
+            "a sub-group member does not lead its parent"
+        );
+        assert!(!caller(&[("eng/web", "lead")]).leads("eng"));
+    }
 }

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 /// Speeds a clock runs at.
 pub const SPEEDS: std::ops::RangeInclusive<u32> = 1..=100;
+/// The latest mesh time a clock starts at or jumps to (the end of year 9999), so a
+/// recurring schedule's due minute always fits its firing id.
+pub const MAX_MESH_TIME_MS: u64 = 253_402_300_799_999;
 /// How often the loop looks at the clocks (a tick at x100 is 600 ms apart).
 const STEP: Duration = Duration::from_millis(100);
 
@@ -93,6 +96,12 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                         SPEEDS.start(),
                         SPEEDS.end()
                     ),
+                ));
+            }
+            if start_at_ms.is_some_and(|t| t > MAX_MESH_TIME_MS) {
+                return r.err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    "start_at is at most 9999-12-31T23:59:59Z",
                 ));
             }
             let mut rec = match m.get(&mesh) {
@@ -186,6 +195,7 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
         }
     };
     let old = m.insert(mesh, rec.clone());
+    let wrote = rec.clone();
     let me = clocks.clone();
     let ctx2 = ctx.clone();
     let answer = view(&rec);
@@ -206,11 +216,14 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                 });
             }
             Err(e) => {
+                // Put memory back unless a tick or another change moved on from it.
                 let mut m = me.lock();
-                match old {
-                    Some(o) => m.insert(mesh, o),
-                    None => m.remove(&mesh),
-                };
+                if m.get(&mesh) == Some(&wrote) {
+                    match old {
+                        Some(o) => m.insert(mesh, o),
+                        None => m.remove(&mesh),
+                    };
+                }
                 drop(m);
                 r.err(Refusal::from(e));
             }
@@ -256,7 +269,10 @@ fn step(clocks: &Arc<Clocks>, ctx: &Ctx) {
     let mut put = Vec::new();
     let mut events: Vec<(Key, &'static str, String)> = Vec::new();
     for (mesh, r) in m.iter_mut() {
-        let here = online.get(mesh).copied().unwrap_or(false);
+        // A clock set since the meshes were read waits for the next step.
+        let Some(&here) = online.get(mesh) else {
+            continue;
+        };
         let c = &mut r.clock;
         if !c.paused && !here {
             c.paused = true;

@@ -17,7 +17,7 @@ use crate::broker::outbox::{Refusal, Responder};
 use crate::proto::schedules::{Request as Q, Response as A, Schedule};
 use crate::proto::{ErrorCode, Id16, Key};
 use crate::store::{Op, StoreError};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -41,8 +41,9 @@ struct Inner {
     due: BTreeSet<(u64, Key, Id16)>,
     /// (mesh, due mesh-time ms, id) of every schedule on its mesh's clock.
     mesh_due: BTreeSet<(Key, u64, Id16)>,
-    /// Firings sent and not yet settled.
-    firing: HashSet<(Key, Id16)>,
+    /// Firings sent and not yet settled (`u64::MAX`), or whose store write failed, not to
+    /// be tried again before this wall time.
+    firing: HashMap<(Key, Id16), u64>,
 }
 
 impl Inner {
@@ -100,19 +101,33 @@ impl Schedules {
         reply: impl FnOnce(Result<(), Refusal>) + Send + 'static,
     ) {
         let me = self.clone();
+        let put = change.put.clone();
         ctx.store().submit_holding(
             held,
             Op::Cap(Box::new(change)),
             Box::new(move |res| match res {
                 Ok(()) => reply(Ok(())),
                 Err(e) => {
+                    // Undo only what is still as this change left it: a cancel or an
+                    // advance that came in meanwhile stands.
                     let mut m = me.lock();
+                    let untouched = |m: &Inner, mesh: &Key, id: &Id16| {
+                        let now = m.meshes.get(mesh).and_then(|h| h.get(id));
+                        match put.iter().find(|r| r.mesh == *mesh && r.schedule.id == *id) {
+                            Some(w) => now == Some(w),
+                            None => now.is_none(),
+                        }
+                    };
                     for (mesh, id) in &undo.remove {
-                        m.remove(mesh, id);
+                        if untouched(&m, mesh, id) {
+                            m.remove(mesh, id);
+                        }
                     }
                     for r in undo.put {
-                        m.remove(&r.mesh, &r.schedule.id);
-                        m.insert(r);
+                        if untouched(&m, &r.mesh, &r.schedule.id) {
+                            m.remove(&r.mesh, &r.schedule.id);
+                            m.insert(r);
+                        }
                     }
                     drop(m);
                     reply(Err(Refusal::from(e)))
@@ -185,7 +200,7 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
             };
             let first = match (deliver_at_ms, in_seconds, cron.as_deref()) {
                 (Some(at), None, None) => {
-                    if at + PAST_SLACK_MS < now {
+                    if at.saturating_add(PAST_SLACK_MS) < now {
                         return r.err(Refusal::new(
                             ErrorCode::BadRequest,
                             format!("deliver_at {} is in the past", crate::util::rfc3339(at)),
@@ -317,7 +332,8 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                 .map(|h| h.values().map(|x| view(&caller, x)).collect())
                 .unwrap_or_default();
             drop(m);
-            out.sort_by_key(|s| (s.next_due_ms, s.id.0));
+            // Wall-time schedules first, then those on mesh time; each soonest first.
+            out.sort_by_key(|s| (s.mesh_clock, s.next_due_ms, s.id.0));
             r.ok(A::List { schedules: out })
         }
         Q::Cancel { id } => {
@@ -340,6 +356,9 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                         rec.schedule.member_name
                     ),
                 ));
+            }
+            if m.firing.get(&(mesh, id)) != Some(&u64::MAX) {
+                m.firing.remove(&(mesh, id));
             }
             let Some(old) = m.remove(&mesh, &id) else {
                 return r.err(Refusal::new(ErrorCode::NotFound, "no such schedule"));
@@ -417,11 +436,12 @@ fn fire_due(sched: &Arc<Schedules>, ctx: &Ctx) {
         }
         let mut out = Vec::with_capacity(keys.len());
         for (mesh, id, at) in keys {
-            if m.firing.contains(&(mesh, id)) {
+            // On its way, or waiting to be tried again after a failed write.
+            if m.firing.get(&(mesh, id)).is_some_and(|t| now < *t) {
                 continue;
             }
             if let Some(r) = m.meshes.get(&mesh).and_then(|h| h.get(&id)).cloned() {
-                m.firing.insert((mesh, id));
+                m.firing.insert((mesh, id), u64::MAX);
                 out.push((r, at));
             }
         }
@@ -468,16 +488,16 @@ fn settle(
         Ok(n) => Ok(n),
         Err(e) if matches!(e.code, ErrorCode::Storage | ErrorCode::Internal) => {
             tracing::warn!(error = %e.message, schedule = %id.hex(), "schedules: a firing could not be stored; retrying");
+            // Due as it was (its firing id stays the same), held back for a while.
             let mut m = sched.lock();
-            m.firing.remove(&(mesh, id));
-            if let Some(mut r) = m.remove(&mesh, &id) {
-                r.schedule.next_due_ms = fired_at + RETRY_MS;
-                m.insert(r);
-            }
+            m.firing
+                .insert((mesh, id), crate::util::now_ms().saturating_add(RETRY_MS));
             return;
         }
         Err(e) => Err(e),
     };
+    // Its creator's member was removed from the mesh: the schedule goes with it.
+    let creator_gone = matches!(&outcome, Err(e) if e.code == ErrorCode::NotMember);
     let mut m = sched.lock();
     m.firing.remove(&(mesh, id));
     // Cancelled while on its way: the firing stands, nothing is left to advance.
@@ -489,7 +509,8 @@ fn settle(
         .cron
         .as_deref()
         .and_then(|c| Cron::parse(c, current.schedule.tz.as_deref()).ok())
-        .and_then(|c| c.next_after(fired_at.max(due)));
+        .and_then(|c| c.next_after(fired_at.max(due)))
+        .filter(|_| !creator_gone);
     let late_note = if late > LATE_MS {
         format!(", {} late", crate::util::human_duration(late))
     } else {

@@ -25,8 +25,9 @@
 //!   into one.
 //! - Who: every member lists the mesh's schedules (the text only for its creator's
 //!   member); a schedule is cancelled by its creator's member or a mesh admin. A firing
-//!   whose recipients are gone (a peer left, an empty group) is dropped with an event to
-//!   the creator; a recurring schedule goes on.
+//!   core delivery refuses (an empty group) is dropped with an event to the creator; a
+//!   recurring schedule goes on. A schedule whose creator's member was removed is dropped
+//!   at its next firing, unsent (`Ctx::send_as` refuses a removed sender).
 //! - Limits: 1,000 pending schedules per mesh, one-time schedules at most ten years
 //!   ahead, a `deliver_at` more than a minute in the past is refused, message size as
 //!   for `send_message`.

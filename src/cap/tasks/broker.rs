@@ -156,9 +156,25 @@ fn check_text(what: &str, s: &str, max: usize) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The caller may act on a claimed task: it is the claimer's member, or an admin.
+/// The group a task is assigned to (`assignee` `@eng`), without the `@`.
+fn group_of(t: &Task) -> Option<&str> {
+    t.assignee.as_deref().and_then(|a| a.strip_prefix('@'))
+}
+
+/// The caller may act on a claimed task: it is the claimer's member, an admin, or a lead
+/// of the group the task is for.
 fn may_act(c: &Caller, r: &TaskRecord) -> bool {
-    c.is_admin() || r.claimer_member == Some(c.member)
+    c.is_admin()
+        || r.claimer_member == Some(c.member)
+        || group_of(&r.task).is_some_and(|g| c.leads(g))
+}
+
+/// Who else may act, for refusals: "its claimer or a mesh admin" (+ the group's leads).
+fn who_may(t: &Task) -> String {
+    match group_of(t) {
+        Some(g) => format!("its claimer, a lead of @{g} or a mesh admin"),
+        None => "its claimer or a mesh admin".to_string(),
+    }
 }
 
 /// Every `tasks` request.
@@ -210,6 +226,19 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                 })
                 .copied()
                 .collect();
+            // A task for a group is claimed by those working in it (sub-groups included,
+            // observers not) or a mesh admin.
+            if let Some(g) = group_of(&cur.task) {
+                if !caller.works_in(g) && !caller.is_admin() {
+                    return r.err(Refusal::new(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "task {} is for @{g}: join @{g} (any role but observer) to claim it",
+                            cur.task.id.hex()
+                        ),
+                    ));
+                }
+            }
             let mine = cur.claimer_peer == Some(caller.peer);
             let lost = match cur.task.status {
                 TaskStatus::Completed => true,
@@ -268,7 +297,7 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
             if !may_act(c, rec) {
                 return refuse(
                     ErrorCode::Forbidden,
-                    "only the claimer or a mesh admin can unclaim a task",
+                    format!("only {} can unclaim this task", who_may(&rec.task)),
                 );
             }
             rec.task.status = TaskStatus::Open;
@@ -306,15 +335,19 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                     TaskStatus::Open => {
                         return refuse(
                             ErrorCode::Forbidden,
-                            "claim the task first (claim_task); only its claimer or a mesh admin can complete it",
+                            format!(
+                                "claim the task first (claim_task); only {} can complete it",
+                                who_may(&rec.task)
+                            ),
                         )
                     }
                     TaskStatus::Claimed => {
                         return refuse(
                             ErrorCode::Forbidden,
                             format!(
-                                "task is claimed by {}; only its claimer or a mesh admin can complete it",
-                                rec.task.claimed_by.clone().unwrap_or_default()
+                                "task is claimed by {}; only {} can complete it",
+                                rec.task.claimed_by.clone().unwrap_or_default(),
+                                who_may(&rec.task)
                             ),
                         )
                     }
@@ -453,7 +486,20 @@ fn create(ctx: &Ctx, board: &Arc<Board>, caller: &Caller, r: Responder, c: Creat
         Ok(p) => p,
         Err(e) => return r.err(e),
     };
+    // `@group`: the task is the group's (its members are told; see `claim`).
+    let for_group = match assignee.as_deref().map(|a| a.strip_prefix('@')) {
+        Some(Some(g)) if crate::util::valid_group(g) => Some(g.to_string()),
+        Some(Some(g)) => return r.err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!(
+                "'@{}' is not a group name (letters, digits, '.', '_', '-', '/' for sub-groups)",
+                crate::util::truncate(g, 64)
+            ),
+        )),
+        _ => None,
+    };
     let assigned = match &assignee {
+        _ if for_group.is_some() => None,
         Some(name) => match ctx.resolve(std::slice::from_ref(name)) {
             Ok(v) => match v.into_iter().next().and_then(|x| x.peer) {
                 Some(p) => Some((p.name, p.peer_pk)),
@@ -470,6 +516,23 @@ fn create(ctx: &Ctx, board: &Arc<Board>, caller: &Caller, r: Responder, c: Creat
             Err(e) => return r.err(e),
         },
         None => None,
+    };
+    // Who hears of a group's task: its online peers that may claim it (read before the
+    // board's lock is taken).
+    let group_peers: Vec<Key> = match &for_group {
+        Some(g) => ctx
+            .list_peers()
+            .into_iter()
+            .filter(|p| p.online && p.peer_pk != caller.peer)
+            .filter(|p| {
+                p.groups.iter().any(|x| {
+                    (x.group == *g || x.group.starts_with(&format!("{g}/")))
+                        && !x.role.eq_ignore_ascii_case("observer")
+                })
+            })
+            .map(|p| p.peer_pk)
+            .collect(),
+        None => Vec::new(),
     };
     let now = crate::util::now_ms();
     let mut m = board.lock();
@@ -492,7 +555,10 @@ fn create(ctx: &Ctx, board: &Arc<Board>, caller: &Caller, r: Responder, c: Creat
         tags,
         depends_on,
         created_by: caller.member_name.clone(),
-        assignee: assigned.as_ref().map(|a| a.0.clone()),
+        assignee: match &for_group {
+            Some(g) => Some(format!("@{g}")),
+            None => assigned.as_ref().map(|a| a.0.clone()),
+        },
         claimed_by: None,
         lease_until_ms: None,
         result: String::new(),
@@ -512,10 +578,19 @@ fn create(ctx: &Ctx, board: &Arc<Board>, caller: &Caller, r: Responder, c: Creat
     };
     tasks.insert(task.id, rec.clone());
     let text = format!("{} created task {} for you", caller.peer_name, short(&task));
+    let text = match &for_group {
+        Some(g) => format!(
+            "{} created task {} for @{g}",
+            caller.peer_name,
+            short(&task)
+        ),
+        None => text,
+    };
     let told: Vec<Key> = rec
         .assignee_peer
         .into_iter()
         .filter(|k| *k != caller.peer)
+        .chain(group_peers)
         .collect();
     board.save(
         ctx,

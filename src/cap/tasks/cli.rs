@@ -35,7 +35,7 @@ pub struct CreateCmd {
     /// details
     #[argh(option, default = "String::new()")]
     pub body: String,
-    /// peer or member the task is meant for
+    /// peer or member the task is meant for, or @group (only its members claim it)
     #[argh(option)]
     pub assignee: Option<String>,
     /// low, normal, high or urgent

@@ -15,7 +15,9 @@ pub struct CreateParams {
     pub title: String,
     /// Details, acceptance criteria.
     pub body: Option<String>,
-    /// Peer or member name the task is meant for (they are told; anyone may claim it).
+    /// Peer or member name the task is meant for (they are told; anyone may claim it), or
+    /// "@group": then only the group's members (sub-groups included, observers not) or a
+    /// mesh admin claim it, and the group's leads may also complete or unclaim it.
     pub assignee: Option<String>,
     /// low, normal (default), high or urgent.
     pub priority: Option<String>,
@@ -89,7 +91,7 @@ fn detail(t: &Task) -> String {
 #[tool_router(router = tasks_tools, vis = "pub(crate)")]
 impl MeshServer {
     #[tool(
-        description = "Create a task on the mesh's shared task board for any session to claim (optionally meant for one peer, with tags and dependencies on other tasks).",
+        description = "Create a task on the mesh's shared task board for any session to claim (optionally meant for one peer or for a @group, whose members alone may claim it; with tags and dependencies on other tasks).",
         annotations(
             read_only_hint = false,
             destructive_hint = false,

@@ -8,7 +8,11 @@
 //!   cannot be claimed (the answer lists them). `lease_s` on a claim: if the task is not
 //!   completed in time it returns to open, with a `lease_expired` entry and an event.
 //!   Completing is for the claimer's member (any of its sessions) or a mesh admin; an
-//!   assignee is told of the task but anyone may claim it. Every change is in the task's
+//!   assignee is told of the task but anyone may claim it.
+//! - Group roles: a task for `@eng` (assignee `@eng`) is claimed only by peers in `eng` or
+//!   a sub-group with a role other than `observer` (or a mesh admin); a `lead` of `eng`
+//!   (or of a group above it) may also unclaim and complete it. Its online members are
+//!   told when it is created. Every change is in the task's
 //!   history (who, what, when; the oldest changes after creation go past 500 entries).
 //! - Events (`task_assigned`, `task_claimed`, `task_unclaimed`, `task_completed`,
 //!   `task_lease_expired`) go to the creator, the assignee, the claimer (also the one that
