@@ -95,6 +95,10 @@ pub struct AppendOpts {
     /// Drop the subject's previous record: the log keeps the newest record per subject
     /// (a key-value log; history depth one).
     pub replace: bool,
+    /// A history log read by sequence only (streams): no per-subject index, so
+    /// [`latest`] and [`subjects`] find nothing in it, and an append costs two index
+    /// operations less. Ignored with `replace`, which needs the index.
+    pub unindexed: bool,
 }
 
 /// One record as read back.
@@ -239,6 +243,7 @@ impl Logs {
                 data,
                 retention: opts.retention,
                 replace: opts.replace,
+                indexed: opts.replace || !opts.unindexed,
                 also: also(seq),
             };
             store
@@ -478,6 +483,8 @@ struct Append {
     data: Vec<u8>,
     retention: Retention,
     replace: bool,
+    /// Keep the subject index (`log_last`).
+    indexed: bool,
     also: Option<Box<dyn CapOp>>,
 }
 
@@ -493,7 +500,13 @@ impl CapOp for Configure {
         let key = self.id.prefix();
         let mut info = t.info(&key)?.unwrap_or_default();
         info.retention = self.retention;
-        trim(&self.id, &mut info, &mut t, Some(crate::util::now_ms()))?;
+        trim(
+            &self.id,
+            &mut info,
+            &mut t,
+            Some(crate::util::now_ms()),
+            true,
+        )?;
         t.streams.insert(key.as_slice(), &info)?;
         Ok(())
     }
@@ -533,12 +546,17 @@ impl CapOp for Append {
         };
         t.records
             .insert(self.id.record_key(self.seq).as_slice(), &rec)?;
-        let sk = self.id.subject_key(&self.subject);
-        let prev = t.last.get(sk.as_slice())?.map(|g| g.value());
+        let prev = if self.indexed {
+            let sk = self.id.subject_key(&self.subject);
+            let prev = t.last.get(sk.as_slice())?.map(|g| g.value());
+            if prev.is_none_or(|p| p < self.seq) {
+                t.last.insert(sk.as_slice(), self.seq)?;
+            }
+            prev
+        } else {
+            None
+        };
         let newer = prev.is_none_or(|p| p < self.seq);
-        if newer {
-            t.last.insert(sk.as_slice(), self.seq)?;
-        }
         if info.count == 0 || self.seq < info.first {
             info.first = self.seq;
         }
@@ -579,7 +597,7 @@ impl CapOp for Append {
             also.apply(tx)?;
         }
         info.retention = self.retention;
-        trim(&self.id, &mut info, &mut t, None)?;
+        trim(&self.id, &mut info, &mut t, None, self.indexed)?;
         t.streams.insert(key.as_slice(), &info)?;
         Ok(())
     }
@@ -598,19 +616,21 @@ impl CapOp for Expire {
         let Some(mut info) = t.info(&key)? else {
             return Ok(());
         };
-        trim(&self.id, &mut info, &mut t, Some(self.now_ms))?;
+        trim(&self.id, &mut info, &mut t, Some(self.now_ms), true)?;
         t.streams.insert(key.as_slice(), &info)?;
         Ok(())
     }
 }
 
 /// Drop the oldest records while the log is over a limit (age only with `now`); the newest
-/// record always stays. A subject whose newest record goes loses its `log_last` row.
+/// record always stays. A subject whose newest record goes loses its `log_last` row
+/// (looked up only when the log may be `indexed`).
 fn trim(
     id: &LogId,
     info: &mut StreamInfo,
     t: &mut Tables,
     now: Option<u64>,
+    indexed: bool,
 ) -> Result<(), StoreError> {
     let Tables { records, last, .. } = t;
     let r = info.retention;
@@ -631,9 +651,11 @@ fn trim(
             break;
         }
         records.remove(key.as_slice())?;
-        let sk = id.subject_key(&rec.subject);
-        if last.get(sk.as_slice())?.map(|g| g.value()) == Some(info.first) {
-            last.remove(sk.as_slice())?;
+        if indexed {
+            let sk = id.subject_key(&rec.subject);
+            if last.get(sk.as_slice())?.map(|g| g.value()) == Some(info.first) {
+                last.remove(sk.as_slice())?;
+            }
         }
         info.count -= 1;
         info.bytes = info.bytes.saturating_sub(size(&rec.subject, &rec.data));
@@ -687,6 +709,43 @@ mod tests {
         assert_eq!(read_from(&store, &b, 1, 100, usize::MAX).unwrap().len(), 1);
         let i = info(&store, &a).unwrap();
         assert_eq!((i.first, i.last, i.count), (1, 5, 5));
+    }
+
+    #[tokio::test]
+    async fn an_unindexed_log_keeps_its_records_and_retention_but_no_subject_index() {
+        let (_d, store, logs) = open();
+        let id = LogId::new(Key([4; 32]), "s");
+        let opts = AppendOpts {
+            retention: Retention {
+                max_count: Some(3),
+                ..KEEP_ALL
+            },
+            unindexed: true,
+            ..Default::default()
+        };
+        for i in 0..5u8 {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let q = logs.append_with(
+                &store,
+                &id,
+                "alice",
+                vec![i],
+                opts,
+                |_| None,
+                move |r| {
+                    let _ = tx.send(r);
+                },
+            );
+            assert!(q.is_ok());
+            assert_eq!(rx.await.unwrap().unwrap(), u64::from(i) + 1);
+        }
+        let kept = read_from(&store, &id, 0, 100, usize::MAX).unwrap();
+        assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(kept[0].subject, "alice");
+        assert!(latest(&store, &id, "alice").unwrap().is_none());
+        assert!(subjects(&store, &id, "", None, 10).unwrap().is_empty());
+        let i = info(&store, &id).unwrap();
+        assert_eq!((i.first, i.last, i.count), (3, 5, 3));
     }
 
     #[tokio::test]
@@ -812,6 +871,7 @@ mod tests {
                 data: vec![seq as u8],
                 retention: one,
                 replace: false,
+                indexed: true,
                 also: None,
             };
             store

@@ -168,17 +168,27 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                     format!("a stream message is at most {MAX_DATA} bytes of compact JSON"),
                 ));
             }
-            ctx.store().logs().append(
+            // Read by sequence only: no per-publisher index to keep.
+            let opts = log::AppendOpts {
+                retention,
+                unindexed: true,
+                ..Default::default()
+            };
+            let queued = ctx.store().logs().append_with(
                 ctx.store(),
                 &log_id(mesh, &stream),
                 &caller.member_name,
                 data.as_str().as_bytes().to_vec(),
-                retention,
+                opts,
+                |_| None,
                 move |res| match res {
                     Ok(seq) => r.ok(A::Publish { seq }),
                     Err(e) => r.err(Refusal::from(e)),
                 },
             );
+            if let Err(refused) = queued {
+                refused.run();
+            }
         }
         Q::Subscribe {
             sub,

@@ -489,13 +489,15 @@ fn create(ctx: &Ctx, board: &Arc<Board>, caller: &Caller, r: Responder, c: Creat
     // `@group`: the task is the group's (its members are told; see `claim`).
     let for_group = match assignee.as_deref().map(|a| a.strip_prefix('@')) {
         Some(Some(g)) if crate::util::valid_group(g) => Some(g.to_string()),
-        Some(Some(g)) => return r.err(Refusal::new(
-            ErrorCode::BadRequest,
-            format!(
+        Some(Some(g)) => {
+            return r.err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!(
                 "'@{}' is not a group name (letters, digits, '.', '_', '-', '/' for sub-groups)",
                 crate::util::truncate(g, 64)
             ),
-        )),
+            ))
+        }
         _ => None,
     };
     let assigned = match &assignee {
