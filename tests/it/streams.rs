@@ -231,3 +231,34 @@ async fn bad_stream_requests_get_a_clear_error_and_change_nothing() {
     let (msgs, _, last) = a.read_stream("s", 1, 10).await.unwrap();
     assert!(msgs.is_empty() && last == 0, "nothing stored");
 }
+
+#[tokio::test]
+async fn concurrent_creates_cannot_pass_the_stream_quota_together() {
+    let mesh = Mesh::start().await;
+    let a = std::sync::Arc::new(mesh.member("alice").await.connect().await);
+    let max = claudemesh::cap::streams::broker::MAX_STREAMS;
+    for i in 0..max - 1 {
+        a.stream_create(&format!("s{i}"), Limits::default())
+            .await
+            .unwrap();
+    }
+    // One slot left, eight creates at once: exactly one gets it.
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                a.stream_create(&format!("race{i}"), Limits::default())
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(e) => assert_eq!(e.code(), Some(ErrorCode::QuotaExceeded), "{e}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(a.list_streams().await.unwrap().len(), max);
+}

@@ -132,8 +132,10 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                 max_bytes,
                 max_age_ms: max_age_s.map(|s| s.saturating_mul(1000)),
             };
-            {
-                let known = streams.lock();
+            // Counted and taken under one lock, so concurrent creates cannot pass the
+            // quota together; publishes use the new limits from here on.
+            let before = {
+                let mut known = streams.lock();
                 let here = known.keys().filter(|(m, _)| *m == mesh).count();
                 if !known.contains_key(&(mesh, name.clone())) && here >= MAX_STREAMS {
                     return r.err(Refusal::new(
@@ -141,13 +143,23 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                         format!("a mesh has at most {MAX_STREAMS} streams"),
                     ));
                 }
-            }
+                known.insert((mesh, name.clone()), retention)
+            };
             tokio::spawn(async move {
                 let id = log_id(mesh, &name);
                 if let Err(e) = Logs::configure(ctx.store(), &id, retention).await {
+                    // Not written: back to what was known, unless changed meanwhile.
+                    let mut known = streams.lock();
+                    let k = (mesh, name.clone());
+                    if known.get(&k) == Some(&retention) {
+                        match before {
+                            Some(b) => known.insert(k, b),
+                            None => known.remove(&k),
+                        };
+                    }
+                    drop(known);
                     return r.err(Refusal::from(e));
                 }
-                streams.lock().insert((mesh, name.clone()), retention);
                 r.reply(
                     log::info(ctx.store(), &id)
                         .map(|i| A::Create {
