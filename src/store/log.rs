@@ -91,6 +91,9 @@ impl Refused {
 /// How an append is kept (see [`Logs::append_with`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppendOpts {
+    /// The log's retention if this append creates it; an existing log keeps its own
+    /// ([`Logs::configure`] changes it), so an append that raced a reconfiguration cannot
+    /// put the old limits back.
     pub retention: Retention,
     /// Drop the subject's previous record: the log keeps the newest record per subject
     /// (a key-value log; history depth one).
@@ -538,7 +541,9 @@ impl CapOp for Append {
     fn apply(&self, tx: &redb::WriteTransaction) -> Result<(), StoreError> {
         let mut t = Tables::open(tx)?;
         let key = self.id.prefix();
-        let mut info = t.info(&key)?.unwrap_or_default();
+        let existing = t.info(&key)?;
+        let fresh = existing.is_none();
+        let mut info = existing.unwrap_or_default();
         let rec = Record {
             subject: self.subject.clone(),
             at_ms: self.at_ms,
@@ -596,7 +601,9 @@ impl CapOp for Append {
         if let Some(also) = &self.also {
             also.apply(tx)?;
         }
-        info.retention = self.retention;
+        if fresh {
+            info.retention = self.retention;
+        }
         trim(&self.id, &mut info, &mut t, None, self.indexed)?;
         t.streams.insert(key.as_slice(), &info)?;
         Ok(())
@@ -771,6 +778,8 @@ mod tests {
             max_bytes: Some(1),
             ..KEEP_ALL
         };
+        // New limits are set by configure; appends keep the log's own.
+        Logs::configure(&store, &id, by_bytes).await.unwrap();
         logs.append_wait(&store, &id, "big", vec![0; 100], by_bytes)
             .await
             .unwrap();

@@ -337,10 +337,12 @@ fn route_name(st: &State, mesh: &MeshState, n: &str) -> Option<Key> {
                         && p.rec.session_id != TERMINAL_SESSION
                 })
                 .max_by_key(|p| {
+                    // Connection ids grow with each connection: the newest one wins even
+                    // when two connected within the same millisecond.
                     (
                         p.rec.status == Status::Working,
                         p.connected_since_ms,
-                        p.rec.peer_pk.0,
+                        p.push_conn.as_ref().map_or(0, |c| c.id),
                     )
                 })
                 .map(|p| p.rec.peer_pk)
