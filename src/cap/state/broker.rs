@@ -17,6 +17,9 @@ pub const MAX_VALUE: usize = 64 * 1024;
 pub const MAX_TTL_S: u64 = 365 * 24 * 3600;
 pub const MAX_LIST: usize = 1000;
 const MAX_LIST_BYTES: usize = 1 << 20;
+/// Keys remembered before the committed ones are forgotten (they are read from the log
+/// again when next touched); writes in flight are always kept.
+const MAX_REMEMBERED: usize = 65_536;
 
 /// A key as this broker last wrote or read it.
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ struct Meta {
     /// The newest record while its commit is in flight (so a lost compare-and-set can
     /// show it).
     pending: Option<Arc<Entry>>,
+    /// `version` is committed (the log says the same): the entry may be forgotten.
+    committed: bool,
 }
 
 impl Meta {
@@ -36,8 +41,9 @@ impl Meta {
     }
 }
 
-/// The capability's state: the versions of keys touched since the broker started (the
-/// rest are read from the log when first touched), and the sweeper's wake-up.
+/// The capability's state: the versions of keys touched recently (up to
+/// [`MAX_REMEMBERED`] beyond those with a write in flight; the rest are read from the log
+/// when touched), and the sweeper's wake-up.
 pub struct Kv {
     keys: Mutex<HashMap<(Key, String), Meta>>,
     sweep: tokio::sync::Notify,
@@ -119,14 +125,20 @@ impl Kv {
                     alive: r.value.is_some(),
                     expires_at_ms: r.expires_at_ms,
                     pending: None,
+                    committed: true,
                 },
                 None => Meta {
                     version: 0,
                     alive: false,
                     expires_at_ms: None,
                     pending: None,
+                    committed: true,
                 },
             };
+            if keys.len() >= MAX_REMEMBERED {
+                // Forget what the log holds anyway; a write in flight stays counted.
+                keys.retain(|_, m| !m.committed);
+            }
             keys.insert(k.clone(), m);
         }
         keys.get_mut(&k)
@@ -207,6 +219,7 @@ impl Kv {
                         if let Some(m) = keys.get_mut(&k2) {
                             if m.version == v {
                                 m.pending = None;
+                                m.committed = true;
                             }
                         }
                         drop(keys);
@@ -243,6 +256,7 @@ impl Kv {
                     version: seq,
                     alive: rec.value.is_some(),
                     expires_at_ms: due,
+                    committed: false,
                     pending: value.map(|value| {
                         Arc::new(Entry {
                             key: key.to_string(),
