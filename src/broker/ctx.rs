@@ -102,6 +102,35 @@ impl Ctx {
         self.hub.presence(&self.s.mesh, peer)
     }
 
+    /// Run `step` on capability state `T` now and then every `period` until the broker
+    /// closes: a capability's sweeper or timer, started from `cap::START`. `what` names it
+    /// in the log when its state cannot be opened.
+    pub fn every<T: CapState>(
+        &self,
+        what: &'static str,
+        period: std::time::Duration,
+        step: impl Fn(&Arc<T>, &Ctx) + Send + 'static,
+    ) {
+        let state = match self.state::<T>() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e.message, "{what} cannot start");
+                return;
+            }
+        };
+        let ctx = self.clone();
+        tokio::spawn(async move {
+            let mut closing = ctx.closing();
+            loop {
+                step(&state, &ctx);
+                tokio::select! {
+                    _ = tokio::time::sleep(period) => {}
+                    _ = closing.changed() => return,
+                }
+            }
+        });
+    }
+
     /// How many peers of this mesh are online now.
     pub fn online_count(&self) -> usize {
         self.hub.online_count(&self.s.mesh)

@@ -115,6 +115,33 @@ pub struct GroupRole {
     pub role: String,
 }
 
+impl GroupRole {
+    /// In `group` or one of its sub-groups (`eng/web` is in `eng`): what a message or an
+    /// event to `@group` reaches.
+    pub fn is_in(&self, group: &str) -> bool {
+        within(&self.group, group)
+    }
+
+    /// In `group` (or a sub-group) with a role other than `observer`: may take on the
+    /// group's work.
+    pub fn works_in(&self, group: &str) -> bool {
+        self.is_in(group) && !self.role.eq_ignore_ascii_case("observer")
+    }
+
+    /// Role `lead` in `group` or in a group above it (a lead of `eng` leads `eng/web`).
+    pub fn leads(&self, group: &str) -> bool {
+        within(group, &self.group) && self.role.eq_ignore_ascii_case("lead")
+    }
+}
+
+/// `inner` is `outer` or one of its sub-groups.
+fn within(inner: &str, outer: &str) -> bool {
+    inner == outer
+        || inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// What others see of a peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerInfo {

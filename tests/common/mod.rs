@@ -158,6 +158,11 @@ impl Member {
     }
 }
 
+/// Owned strings from string literals (paths, tags, findings in requests).
+pub fn v(p: &[&str]) -> Vec<String> {
+    p.iter().map(|s| s.to_string()).collect()
+}
+
 /// Next pushed message within `d`, skipping events.
 pub async fn next_message(c: &Client, d: Duration) -> Option<InboxMessage> {
     let deadline = tokio::time::Instant::now() + d;

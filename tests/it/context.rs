@@ -5,10 +5,6 @@
 use crate::common::*;
 use claudemesh::proto::ErrorCode;
 
-fn v(p: &[&str]) -> Vec<String> {
-    p.iter().map(|s| s.to_string()).collect()
-}
-
 #[tokio::test]
 async fn a_shared_context_is_found_by_another_session_best_first_with_what_matched() {
     let mesh = Mesh::start().await;

@@ -6,10 +6,6 @@ use crate::common::*;
 use claudemesh::proto::{ErrorCode, Id16};
 use std::time::Duration;
 
-fn v(p: &[&str]) -> Vec<String> {
-    p.iter().map(|s| s.to_string()).collect()
-}
-
 #[tokio::test]
 async fn a_conflicting_reservation_names_the_holder_and_reserves_nothing() {
     let mesh = Mesh::start().await;

@@ -221,18 +221,14 @@ impl Hub {
                     if !valid_group(g) {
                         return refuse(ErrorCode::BadRequest, "invalid group name");
                     }
-                    let sub = format!("{g}/");
                     let r: Vec<Key> = mesh
                         .peers
                         .iter()
                         .filter(|pk| **pk != s.peer)
                         .filter(|pk| {
-                            st.peers.get(pk).is_some_and(|p| {
-                                p.rec
-                                    .groups
-                                    .iter()
-                                    .any(|x| x.group == *g || x.group.starts_with(&sub))
-                            })
+                            st.peers
+                                .get(pk)
+                                .is_some_and(|p| p.rec.groups.iter().any(|x| x.is_in(g)))
                         })
                         .copied()
                         .collect();

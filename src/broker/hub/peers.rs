@@ -35,28 +35,15 @@ impl Caller {
         matches!(self.role, Role::Owner | Role::Admin)
     }
 
-    /// In `group` or one of its sub-groups (`eng/web` is in `eng`, as a message to `@eng`
-    /// reaches it) with a role other than `observer`: a group's work may be taken on.
+    /// Works in `group` ([`GroupRole::works_in`]): may take on the group's work.
     pub fn works_in(&self, group: &str) -> bool {
-        self.groups
-            .iter()
-            .any(|g| within(&g.group, group) && !g.role.eq_ignore_ascii_case("observer"))
+        self.groups.iter().any(|g| g.works_in(group))
     }
 
-    /// Lead of `group` or of a group above it (a lead of `eng` leads `eng/web`).
+    /// Leads `group` or a group above it ([`GroupRole::leads`]).
     pub fn leads(&self, group: &str) -> bool {
-        self.groups
-            .iter()
-            .any(|g| within(group, &g.group) && g.role.eq_ignore_ascii_case("lead"))
+        self.groups.iter().any(|g| g.leads(group))
     }
-}
-
-/// `inner` is `outer` or one of its sub-groups.
-fn within(inner: &str, outer: &str) -> bool {
-    inner == outer
-        || inner
-            .strip_prefix(outer)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Who an event goes to.
@@ -127,13 +114,9 @@ impl Hub {
                 .iter()
                 .filter(|pk| **pk != s.peer)
                 .filter(|pk| {
-                    let sub = format!("{g}/");
-                    st.peers.get(pk).is_some_and(|p| {
-                        p.rec
-                            .groups
-                            .iter()
-                            .any(|x| &x.group == g || x.group.starts_with(&sub))
-                    })
+                    st.peers
+                        .get(pk)
+                        .is_some_and(|p| p.rec.groups.iter().any(|x| x.is_in(g)))
                 })
                 .collect(),
             Audience::Peers(v) => v.iter().filter(|pk| mesh.peers.contains(pk)).collect(),

@@ -81,7 +81,8 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
     let mesh = ctx.mesh();
     let now = crate::util::now_ms();
     let mut m = clocks.lock();
-    let (rec, kind, text) = match q {
+    // The record to write, its event and how the answer is wrapped.
+    let (rec, kind, text, wrap): (_, _, _, fn(Clock) -> A) = match q {
         Q::Get {} => {
             let clock = m.get(&mesh).map(view);
             drop(m);
@@ -153,7 +154,7 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                 caller.member_name,
                 rec.clock.describe()
             );
-            (rec, "clock_set", text)
+            (rec, "clock_set", text, |clock| A::Set { clock })
         }
         Q::Pause {} | Q::Resume {} => {
             let pause = matches!(q, Q::Pause {});
@@ -183,15 +184,11 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
                 caller.member_name,
                 rec.clock.describe()
             );
-            (
-                rec,
-                if pause {
-                    "clock_paused"
-                } else {
-                    "clock_resumed"
-                },
-                text,
-            )
+            if pause {
+                (rec, "clock_paused", text, |clock| A::Pause { clock })
+            } else {
+                (rec, "clock_resumed", text, |clock| A::Resume { clock })
+            }
         }
     };
     let old = m.insert(mesh, rec.clone());
@@ -199,21 +196,13 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
     let me = clocks.clone();
     let ctx2 = ctx.clone();
     let answer = view(&rec);
-    let is_set = kind == "clock_set";
-    let is_pause = kind == "clock_paused";
     ctx.store().submit_holding(
         m,
         Op::Cap(Box::new(Change { put: vec![rec] })),
         Box::new(move |res| match res {
             Ok(()) => {
                 ctx2.notify(&Audience::Mesh, kind, &text);
-                r.ok(if is_set {
-                    A::Set { clock: answer }
-                } else if is_pause {
-                    A::Pause { clock: answer }
-                } else {
-                    A::Resume { clock: answer }
-                });
+                r.ok(wrap(answer));
             }
             Err(e) => {
                 // Put memory back unless a tick or another change moved on from it.
@@ -233,24 +222,7 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
 
 /// Start the ticking loop (at broker start).
 pub fn start(ctx: &Ctx) {
-    let clocks = match ctx.state::<Clocks>() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e.message, "clock: the ticking loop cannot start");
-            return;
-        }
-    };
-    let ctx = ctx.clone();
-    tokio::spawn(async move {
-        let mut closing = ctx.closing();
-        loop {
-            step(&clocks, &ctx);
-            tokio::select! {
-                _ = tokio::time::sleep(STEP) => {}
-                _ = closing.changed() => return,
-            }
-        }
-    });
+    ctx.every("clock: the ticking loop", STEP, step);
 }
 
 /// Tick what is due, pause clocks of empty meshes, resume auto-paused ones whose mesh has

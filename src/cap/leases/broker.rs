@@ -324,24 +324,7 @@ pub fn handle(ctx: Ctx, q: Q, r: Responder) {
 /// Start the sweeper (at broker start): expired leases, and leases of peers gone longer
 /// than the grace window, are dropped with an event to the mesh.
 pub fn start(ctx: &Ctx) {
-    let leases = match ctx.state::<Leases>() {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e.message, "leases: the sweeper cannot start");
-            return;
-        }
-    };
-    let ctx = ctx.clone();
-    tokio::spawn(async move {
-        let mut closing = ctx.closing();
-        loop {
-            sweep(&leases, &ctx);
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = closing.changed() => return,
-            }
-        }
-    });
+    ctx.every("leases: the sweeper", Duration::from_millis(250), sweep);
 }
 
 fn sweep(leases: &Arc<Leases>, ctx: &Ctx) {

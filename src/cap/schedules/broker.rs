@@ -385,24 +385,7 @@ fn envelopes_max(envs: &[crate::proto::Envelope]) -> usize {
 
 /// Start the firing loop (at broker start).
 pub fn start(ctx: &Ctx) {
-    let sched = match ctx.state::<Schedules>() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e.message, "schedules: the firing loop cannot start");
-            return;
-        }
-    };
-    let ctx = ctx.clone();
-    tokio::spawn(async move {
-        let mut closing = ctx.closing();
-        loop {
-            fire_due(&sched, &ctx);
-            tokio::select! {
-                _ = tokio::time::sleep(TICK) => {}
-                _ = closing.changed() => return,
-            }
-        }
-    });
+    ctx.every("schedules: the firing loop", TICK, fire_due);
 }
 
 /// Send every due schedule that is not already on its way: wall-time ones by the wall,

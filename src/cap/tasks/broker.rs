@@ -526,12 +526,7 @@ fn create(ctx: &Ctx, board: &Arc<Board>, caller: &Caller, r: Responder, c: Creat
             .list_peers()
             .into_iter()
             .filter(|p| p.online && p.peer_pk != caller.peer)
-            .filter(|p| {
-                p.groups.iter().any(|x| {
-                    (x.group == *g || x.group.starts_with(&format!("{g}/")))
-                        && !x.role.eq_ignore_ascii_case("observer")
-                })
-            })
+            .filter(|p| p.groups.iter().any(|x| x.works_in(g)))
             .map(|p| p.peer_pk)
             .collect(),
         None => Vec::new(),
@@ -641,24 +636,11 @@ where
 /// Start the lease sweeper (at broker start): a claim whose lease ran out returns the task
 /// to open, with an event to its people.
 pub fn start(ctx: &Ctx) {
-    let board = match ctx.state::<Board>() {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!(error = %e.message, "tasks: the lease sweeper cannot start");
-            return;
-        }
-    };
-    let ctx = ctx.clone();
-    tokio::spawn(async move {
-        let mut closing = ctx.closing();
-        loop {
-            lapse(&board, &ctx, crate::util::now_ms());
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = closing.changed() => return,
-            }
-        }
-    });
+    ctx.every(
+        "tasks: the lease sweeper",
+        Duration::from_millis(250),
+        |board: &Arc<Board>, ctx| lapse(board, ctx, crate::util::now_ms()),
+    );
 }
 
 /// Return every task whose claim lease ended by `now` to open, one at a time, each written
